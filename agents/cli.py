@@ -1,0 +1,180 @@
+"""The `rl` command: `rl train`, `rl eval`, `rl list`.
+
+Hyperparameter flags are generated from each agent's config dataclass: every field `foo_bar`
+is `--foo-bar VALUE`, typed and documented by the field itself, so the CLI cannot drift
+from the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from agents import AGENTS
+from agents.presets import PRESETS, preset_total_steps
+from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
+from rlcore.config import ConfigError, field_docs
+from rlcore.evaluation import evaluate
+
+# Flags of `rl train` that are not hyperparameters, or that map to a config field directly.
+RUN_FLAGS = {"total_steps", "run_dir", "resume", "progress"}
+TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _parse_value(cls: type, name: str, text: str) -> Any:
+    """Convert a command-line string to the type annotated on config field `name`."""
+    hint = typing.get_type_hints(cls)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    base = args[0] if optional and len(args) == 1 else hint
+    try:
+        if optional and text.lower() in {"none", "auto"}:
+            return None
+        if base is bool:
+            if text.lower() in TRUE | FALSE:
+                return text.lower() in TRUE
+            raise ValueError("expected true or false")
+        if typing.get_origin(base) is tuple:
+            return tuple(int(x) for x in text.replace(",", " ").split())
+        if base is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        return base(text)
+    except ValueError as exc:
+        raise ConfigError(f"--{name.replace('_', '-')} {text!r}: not a valid {getattr(base, '__name__', base)} ({exc}).") from exc
+
+
+def _hyperparameters(cls: type, extra: Sequence[str]) -> dict[str, Any]:
+    """Turn `--foo-bar VALUE` pairs into config keyword arguments, refusing unknown names."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--"):
+            raise ConfigError(f"Unexpected argument {flag!r}: hyperparameters are given as --name VALUE.")
+        key, _, value = flag[2:].partition("=")
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ConfigError(f"Unknown hyperparameter '--{key}' for {cls.__name__}. Valid names: "
+                              + ", ".join("--" + f.replace("_", "-") for f in sorted(fields)) + ".")
+        if not value:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"--{key} needs a value.")
+            value = extra[i + 1]
+            i += 1
+        out[name] = _parse_value(cls, name, value)
+        i += 1
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rl", description="Train and evaluate reinforcement-learning agents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent; hyperparameters as --name VALUE (see `rl list`)")
+    train.add_argument("algo", choices=sorted(AGENTS))
+    train.add_argument("env_id")
+    train.add_argument("--total-steps", type=lambda s: int(float(s)), default=None,
+                       help="environment steps (default: the preset's budget, else 100000)")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--num-envs", type=int, default=None)
+    train.add_argument("--device", default=None)
+    train.add_argument("--run-dir", default=None, help="where TensorBoard events and checkpoints go")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    train.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    ev = sub.add_parser("eval", help="evaluate a trained agent deterministically")
+    ev.add_argument("path", help="a run directory or a checkpoint file")
+    ev.add_argument("--episodes", type=int, default=20)
+    ev.add_argument("--seed", type=int, default=None)
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sub.add_parser("list", help="agents, their hyperparameters, environments with presets")
+    return parser
+
+
+def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    agent_cls = AGENTS[args.algo]
+    hp = _hyperparameters(agent_cls.config_class, extra)
+    for name in ("seed", "num_envs", "device"):
+        if getattr(args, name) is not None:
+            hp[name] = getattr(args, name)
+    if args.resume:
+        payload = load_checkpoint(resolve_checkpoint(args.resume), map_location="cpu")
+        if (payload.get("algo"), payload.get("env_id")) != (args.algo, args.env_id):
+            raise ConfigError(f"--resume {args.resume} holds a {payload.get('algo')} run on {payload.get('env_id')}, "
+                              f"not {args.algo} on {args.env_id}.")
+        agent = agent_cls.load(args.resume, **hp)
+        total = args.total_steps or payload["counters"]["total_steps"]
+        print(f"Resuming {args.resume} at step {agent.global_step:,} of {total:,}")
+        run_dir = args.run_dir or args.resume
+    else:
+        agent = agent_cls(args.env_id, **hp)
+        total = args.total_steps or preset_total_steps(args.algo, args.env_id)
+        run_dir = args.run_dir
+    agent.learn(total, run_dir=run_dir, progress=args.progress)
+    print(f"Done: {agent.global_step:,} steps. Model saved to {agent.run_dir / MODEL_NAME}\n"
+          f"TensorBoard: tensorboard --logdir {agent.run_dir.parent}\n"
+          f"Evaluate:    rl eval {agent.run_dir}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    path = resolve_checkpoint(args.path, prefer=MODEL_NAME)
+    algo = load_checkpoint(path).get("algo")
+    if algo not in AGENTS:
+        raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
+    overrides = {"device": args.device} if args.device else {}
+    agent = AGENTS[algo].load(path, **overrides)
+    mean, std = evaluate(agent, agent.env_id, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
+    result = {"mean_return": mean, "std_return": std, "episodes": args.episodes, "env_id": agent.env_id,
+              "algo": algo, "checkpoint": str(path), "deterministic": not args.stochastic, "seed": args.seed}
+    print(json.dumps(result) if args.json else
+          f"{algo} on {agent.env_id}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} episodes ({path})")
+    return 0
+
+
+def _list() -> int:
+    import gymnasium as gym
+
+    for name, cls in sorted(AGENTS.items()):
+        print(f"{name}  ({cls.__doc__.strip().splitlines()[0]})")
+        docs = field_docs(cls.config_class)
+        for f in dataclasses.fields(cls.config_class):
+            print(f"    --{f.name.replace('_', '-'):<26} {f.default!s:<10} {docs.get(f.name, '')}")
+        presets = PRESETS.get(name, {})
+        print(f"  presets: {', '.join(sorted(presets)) or 'none'}\n")
+    ids = sorted(k for k in gym.registry if not k.startswith("ALE/"))
+    print("environments (gymnasium registry; ALE/... ids with the atari extra):")
+    print("  " + "\n  ".join(ids))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = _parser().parse_known_args(argv)
+    if args.command != "train" and extra:
+        print(f"rl {args.command}: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "train":
+            return _train(args, extra)
+        if args.command == "eval":
+            return _eval(args)
+        return _list()
+    except KeyboardInterrupt:
+        return 130  # the agent already saved a checkpoint and printed how to resume
+    except (ConfigError, CheckpointError, FloatingPointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Torch-side VecEnv wrappers. Each ``step`` is pure tensor math on the device: no host sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs.core import VecEnv, VecEnvWrapper
+from rlcore.running_stats import RunningMeanStd
+
+
+class EpisodeStatistics(VecEnvWrapper):
+    """Tracks episode returns and lengths of the rewards it sees.
+
+    ``step`` adds to ``info``: ``episode_done`` (bool ``[N]``, terminated | truncated),
+    ``episode_return`` and ``episode_length`` (float32 ``[N]``, the finished episode's
+    values where ``episode_done``, 0 elsewhere). It also accumulates finished episodes on
+    the device so a trainer can log every few thousand steps with a single sync:
+    see ``pop_finished`` and ``recent_mean_return``.
+
+    Place it inside any wrapper that changes rewards (ClipReward) so it reports the score.
+    """
+
+    window = 100  # recent_mean_return averages the last `window` finished episodes
+
+    def __init__(self, env: VecEnv):
+        super().__init__(env)
+        n, dev = self.num_envs, self.device
+        # float64: a long episode of small rewards summed in float32 loses digits.
+        self._return = torch.zeros(n, dtype=torch.float64, device=dev)
+        self._length = torch.zeros(n, dtype=torch.int64, device=dev)
+        self._return_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self._length_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self._count = torch.zeros((), dtype=torch.int64, device=dev)
+        self._total = torch.zeros((), dtype=torch.int64, device=dev)
+        # One extra slot at the end absorbs the writes of envs that did not finish, so the
+        # ring update is a single unconditional scatter.
+        self._ring = torch.zeros(self.window + 1, dtype=torch.float64, device=dev)
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed)
+        self._return.zero_()
+        self._length.zero_()
+        return obs, info
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += reward
+        self._length += 1
+        done = terminated | truncated
+        info["episode_done"] = done
+        # On the CPU reading `done` costs nothing, and most steps end no episode: skip the
+        # bookkeeping below then. On an accelerator the branch would be a sync, so always run it.
+        if self.device.type == "cpu" and not bool(done.any()):
+            info["episode_return"] = info["episode_length"] = torch.zeros(self.num_envs)
+            return obs, reward, terminated, truncated, info
+        ep_return = torch.where(done, self._return, 0.0)
+        ep_length = torch.where(done, self._length, 0)
+        n_done = done.sum()
+        self._return_sum += ep_return.sum()
+        self._length_sum += ep_length.sum()
+        self._count += n_done
+        # Finished episodes take consecutive ring slots in env order; when more than
+        # `window` finish at once only the last `window` are kept, so no slot is written twice.
+        rank = done.cumsum(0)
+        keep = done & (rank > n_done - self.window)
+        slot = torch.where(keep, (self._total + rank - 1) % self.window, self.window)
+        self._ring.scatter_(0, slot, ep_return)
+        self._total += n_done
+        self._return.masked_fill_(done, 0.0)
+        self._length.masked_fill_(done, 0)
+        info["episode_return"] = ep_return.float()
+        info["episode_length"] = ep_length.float()
+        return obs, reward, terminated, truncated, info
+
+    def pop_finished(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sum of returns, sum of lengths, count) of episodes finished since the last pop.
+
+        0-d device tensors (float64, float64, int64); no sync happens here.
+        """
+        out = (self._return_sum, self._length_sum, self._count)
+        self._return_sum = torch.zeros_like(self._return_sum)
+        self._length_sum = torch.zeros_like(self._length_sum)
+        self._count = torch.zeros_like(self._count)
+        return out
+
+    def recent_mean_return(self) -> float | None:
+        """Mean return of the last ``window`` finished episodes, None before the first. Syncs."""
+        filled = min(int(self._total), self.window)
+        if filled == 0:
+            return None
+        return float(self._ring[:filled].mean())
+
+
+class ObservationNormalization(VecEnvWrapper):
+    """Normalises observations by a running mean/variance and clips them to ``[-clip, clip]``.
+
+    The statistics update from every observation returned by ``reset`` and ``step`` while
+    ``training`` is True; set it False to freeze them (evaluation). ``info["final_obs"]`` is
+    normalised with the same statistics so bootstrapping sees what the policy sees.
+    """
+
+    def __init__(self, env: VecEnv, clip: float = 10.0, epsilon: float = 1e-8):
+        super().__init__(env)
+        space = env.single_observation_space
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"ObservationNormalization needs a Box observation space, got {space}")
+        self.clip = clip
+        self.epsilon = epsilon
+        self.training = True
+        self.obs_rms = RunningMeanStd(space.shape, device=self.device)
+        self.single_observation_space = spaces.Box(-clip, clip, space.shape, np.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        scaled = (obs - self.obs_rms.mean) / torch.sqrt(self.obs_rms.var + self.epsilon)
+        return scaled.clamp(-self.clip, self.clip).float()
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed)
+        if self.training:
+            self.obs_rms.update(obs)
+        return self.normalize(obs), info
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.training:
+            self.obs_rms.update(obs)
+        info["final_obs"] = self.normalize(info["final_obs"])
+        return self.normalize(obs), reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs_rms": self.obs_rms.state_dict(), "env": self.env.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.env.load_state_dict(state.get("env", {}))
+
+
+class ClipReward(VecEnvWrapper):
+    """Replaces each reward by its sign (Mnih et al. 2015), so one learning rate fits every game."""
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward.sign(), terminated, truncated, info

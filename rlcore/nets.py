@@ -1,0 +1,92 @@
+"""Network torsos and target-network updates shared by every agent."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Linear layers with `activation` between them; no activation after the last layer."""
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for h in hidden:
+        layers += [nn.Linear(dim, h), activation()]
+        dim = h
+    if out_dim is not None:
+        layers.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class NatureCNN(nn.Module):
+    """The convolutional torso of Mnih et al. 2015 (Nature DQN) for [C, 84, 84] frames.
+
+    uint8 frames are scaled to [0, 1] here, so buffers can keep them as bytes.
+    """
+
+    def __init__(self, in_channels: int, features: int = 512, height: int = 84, width: int = 84):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(n_flat, features), nn.ReLU())
+        self.out_dim = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        return self.fc(self.convs(x))
+
+
+class FlatMLP(nn.Module):
+    """An MLP torso over flattened observations (any dtype, any rank)."""
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(in_dim, hidden)
+        self.out_dim = hidden[-1] if hidden else in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1).float())
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """Channel-first image observations: uint8 with three dimensions (frame-stacked Atari: [4, 84, 84])."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == "uint8" and len(space.shape) == 3
+
+
+def make_torso(observation_space: gym.Space, hidden: tuple[int, ...]) -> nn.Module:
+    """Nature CNN for images, an MLP for everything else. The torso exposes `out_dim`."""
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise ValueError(
+            f"Observation space {observation_space} is not supported: agents here take Box observations. "
+            "Flatten or one-hot the observation with a gymnasium wrapper first."
+        )
+    if is_image_space(observation_space):
+        c, h, w = observation_space.shape
+        return NatureCNN(c, height=h, width=w)
+    return FlatMLP(math.prod(observation_space.shape), hidden)
+
+
+@torch.no_grad()
+def hard_update(target: nn.Module, online: nn.Module) -> None:
+    """Copy every parameter and buffer of `online` into `target`."""
+    target.load_state_dict(online.state_dict())
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) * target + tau * online, in place (one fused op per tensor list)."""
+    t_params = list(target.parameters())
+    o_params = list(online.parameters())
+    torch._foreach_lerp_(t_params, o_params, tau)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
