@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence
+
+import gymnasium as gym
 
 from agents import AGENTS
 from agents.presets import PRESETS, preset_total_steps
@@ -61,7 +64,9 @@ def _hyperparameters(cls: type, extra: Sequence[str]) -> dict[str, Any]:
         key, _, value = flag[2:].partition("=")
         name = key.replace("-", "_")
         if name not in fields:
-            raise ConfigError(f"Unknown hyperparameter '--{key}' for {cls.__name__}. Valid names: "
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""
+            raise ConfigError(f"Unknown hyperparameter '--{key}'{hint} for {cls.__name__}. Valid names: "
                               + ", ".join("--" + f.replace("_", "-") for f in sorted(fields)) + ".")
         if not value:
             if i + 1 >= len(extra):
@@ -74,10 +79,13 @@ def _hyperparameters(cls: type, extra: Sequence[str]) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rl", description="Train and evaluate reinforcement-learning agents.")
+    # allow_abbrev=False: a typo such as --see must fail, not silently become --seed.
+    parser = argparse.ArgumentParser(prog="rl", description="Train and evaluate reinforcement-learning agents.",
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an agent; hyperparameters as --name VALUE (see `rl list`)")
+    train = sub.add_parser("train", help="train an agent; hyperparameters as --name VALUE (see `rl list`)",
+                           allow_abbrev=False)
     train.add_argument("algo", choices=sorted(AGENTS))
     train.add_argument("env_id")
     train.add_argument("--total-steps", type=lambda s: int(float(s)), default=None,
@@ -88,8 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", default=None, help="where TensorBoard events and checkpoints go")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    train.add_argument("--eval-every", type=lambda s: int(float(s)), default=0, metavar="STEPS",
+                       help="evaluate deterministically every STEPS environment steps (0: never)")
+    train.add_argument("--eval-episodes", type=int, default=20)
+    train.add_argument("--stop-at-return", type=float, default=None, metavar="R",
+                       help="stop once the evaluation mean reaches R (needs --eval-every)")
 
-    ev = sub.add_parser("eval", help="evaluate a trained agent deterministically")
+    ev = sub.add_parser("eval", help="evaluate a trained agent deterministically", allow_abbrev=False)
     ev.add_argument("path", help="a run directory or a checkpoint file")
     ev.add_argument("--episodes", type=int, default=20)
     ev.add_argument("--seed", type=int, default=None)
@@ -120,7 +133,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         agent = agent_cls(args.env_id, **hp)
         total = args.total_steps or preset_total_steps(args.algo, args.env_id)
         run_dir = args.run_dir
-    agent.learn(total, run_dir=run_dir, progress=args.progress)
+    agent.learn(total, run_dir=run_dir, progress=args.progress, eval_every=args.eval_every,
+                eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
     print(f"Done: {agent.global_step:,} steps. Model saved to {agent.run_dir / MODEL_NAME}\n"
           f"TensorBoard: tensorboard --logdir {agent.run_dir.parent}\n"
           f"Evaluate:    rl eval {agent.run_dir}")
@@ -143,13 +157,12 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    import gymnasium as gym
-
     for name, cls in sorted(AGENTS.items()):
         print(f"{name}  ({cls.__doc__.strip().splitlines()[0]})")
         docs = field_docs(cls.config_class)
         for f in dataclasses.fields(cls.config_class):
-            print(f"    --{f.name.replace('_', '-'):<26} {f.default!s:<10} {docs.get(f.name, '')}")
+            default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+            print(f"    --{f.name.replace('_', '-'):<26} {default!s:<10} {docs.get(f.name, '')}")
         presets = PRESETS.get(name, {})
         print(f"  presets: {', '.join(sorted(presets)) or 'none'}\n")
     ids = sorted(k for k in gym.registry if not k.startswith("ALE/"))
@@ -171,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _list()
     except KeyboardInterrupt:
         return 130  # the agent already saved a checkpoint and printed how to resume
-    except (ConfigError, CheckpointError, FloatingPointError, ValueError) as exc:
+    except (ConfigError, CheckpointError, FloatingPointError, ValueError, gym.error.DependencyNotInstalled) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

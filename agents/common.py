@@ -3,6 +3,8 @@ and the parts of a checkpoint that are not the agent's own networks."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,8 @@ import torch
 import envs
 from envs.core import VecEnv
 from envs.wrappers import ClipReward, ObservationNormalization
-from rlcore.logger import run_name
+from rlcore.evaluation import evaluate
+from rlcore.logger import Logger, run_name
 from rlcore.seeding import rng_state, set_rng_state
 
 # Which agents take which action spaces; used in the error for a space an agent cannot handle.
@@ -75,9 +78,68 @@ def restore_training_state(env: VecEnv, payload: dict[str, Any], device: torch.d
     set_rng_state(payload["rng"])
     env.load_state_dict(payload["env_state"])
     obs = payload.get("obs")
-    return obs.to(device) if obs is not None else None
+    # The saved observation is only valid if the environments came back mid-episode too.
+    if obs is None or not getattr(env.unwrapped, "resumed_mid_episode", False):
+        return None
+    return obs.to(device)
 
 
 def interrupted_message(algo: str, env_id: str, step: int, checkpoint: Path, run_dir: Path) -> str:
     return (f"\nInterrupted at step {step:,}. Checkpoint saved to {checkpoint}; TensorBoard logs flushed.\n"
             f"Resume with: rl train {algo} {env_id} --resume {run_dir}")
+
+
+class Evaluations:
+    """Deterministic evaluation every `every` environment steps during training, an optional
+    target return that stops the run, and the run's `summary.json`.
+
+    Wall times exclude evaluation: `train_time()` is what the run spent training.
+    """
+
+    def __init__(self, agent: Any, logger: Logger, every: int = 0, episodes: int = 20,
+                 stop_at_return: float | None = None, seed: int = 10_000):
+        if every < 0 or episodes < 1:
+            raise ValueError(f"eval_every = {every} must be >= 0 and eval_episodes = {episodes} >= 1.")
+        if stop_at_return is not None and every == 0:
+            raise ValueError("stop_at_return needs eval_every > 0: the target is checked at each evaluation.")
+        self.agent, self.logger = agent, logger
+        self.every, self.episodes, self.stop_at_return, self.seed = every, episodes, stop_at_return, seed
+        self.next_at = agent.global_step + every if every else None
+        self.started = time.perf_counter()
+        self.eval_seconds = 0.0
+        self.last_mean: float | None = None
+        self.reached: dict[str, float] = {}
+
+    def train_time(self) -> float:
+        return time.perf_counter() - self.started - self.eval_seconds
+
+    def due(self, global_step: int) -> bool:
+        return self.next_at is not None and global_step >= self.next_at
+
+    def run(self, global_step: int) -> bool:
+        """Evaluate now; True when the target return is reached (the run should stop)."""
+        t0 = time.perf_counter()
+        train_time = self.train_time()
+        mean, std = evaluate(self.agent, self.agent.env_id, episodes=self.episodes, seed=self.seed,
+                             num_envs=min(self.episodes, 10))
+        self.last_mean = mean
+        self.logger.log(global_step, {"eval/mean_return": mean, "eval/std_return": std})
+        if self.every:
+            while self.next_at is not None and self.next_at <= global_step:
+                self.next_at += self.every
+        self.eval_seconds += time.perf_counter() - t0
+        if self.stop_at_return is not None and mean >= self.stop_at_return and not self.reached:
+            self.reached = {"steps_to_threshold": global_step, "wall_time_to_threshold": train_time}
+            return True
+        return False
+
+    def write_summary(self, global_step: int, final_eval: bool = True) -> dict[str, Any]:
+        """`summary.json`: steps, training wall time, final mean return (a fresh evaluation unless
+        the run just evaluated), and the threshold figures when a target was reached."""
+        wall = self.train_time()
+        if final_eval and (self.last_mean is None or not self.reached):
+            self.run(global_step)
+        summary = {"steps": global_step, "wall_time": wall, "final_mean_return": self.last_mean,
+                   "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
+        (self.logger.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary

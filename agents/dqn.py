@@ -13,7 +13,6 @@ saving and loading.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.common import (
-    check_action_space, interrupted_message, make_eval_env, make_training_env, obs_to_tensor, resolve_run_dir,
+    Evaluations, check_action_space, interrupted_message, make_eval_env, make_training_env, obs_to_tensor, resolve_run_dir,
     restore_training_state, training_state,
 )
 from agents.presets import preset_for
@@ -199,6 +198,8 @@ class DQN:
     @torch.no_grad()
     def _act(self, obs: torch.Tensor, epsilon: float) -> torch.Tensor:
         greedy = self.q(obs).argmax(dim=1)
+        if epsilon == 0.0:  # greedy: draw no random numbers, so evaluating never shifts the training RNG stream
+            return greedy
         random_actions = torch.randint(self.n_actions, greedy.shape, device=self.device)
         explore = torch.rand(greedy.shape, device=self.device) < epsilon
         return torch.where(explore, random_actions, greedy)
@@ -245,10 +246,13 @@ class DQN:
         self.first_nan_step = torch.where(bad & (self.first_nan_step < 0), self.global_step, self.first_nan_step)
         return stats
 
-    def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True) -> "DQN":
+    def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "DQN":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it).
 
-        Writes TensorBoard events and checkpoints to `run_dir` (default `runs/<env>__dqn__<seed>__<time>`).
+        Writes TensorBoard events, checkpoints and `summary.json` to `run_dir` (default
+        `runs/<env>__dqn__<seed>__<time>`). With `eval_every`, evaluates deterministically over
+        `eval_episodes` episodes every so many steps, and stops early once the mean reaches `stop_at_return`.
         """
         cfg = self.config
         if total_steps < 1:
@@ -267,7 +271,8 @@ class DQN:
         log_every = max(cfg.log_interval // n, 1)
         ckpt_every = max(cfg.checkpoint_interval // n, 1) if cfg.checkpoint_interval else 0
         stats: dict[str, torch.Tensor] = {}
-        t_start, step_start = time.perf_counter(), self.global_step
+        evals = Evaluations(self, logger, eval_every, eval_episodes, stop_at_return)
+        step_start = self.global_step
         try:
             with GracefulInterrupt() as interrupt:
                 while self.global_step < total_steps:
@@ -291,13 +296,16 @@ class DQN:
                             polyak_update(self.q_target, self.q, cfg.tau)
 
                     if self.iteration % log_every == 0 or self.global_step >= total_steps:
-                        self._log(logger, bar, stats_env, stats, epsilon, t_start, step_start)
+                        self._log(logger, bar, stats_env, stats, epsilon, evals.train_time(), step_start)
+                    if evals.due(self.global_step) and evals.run(self.global_step):
+                        break
                     if ckpt_every and self.iteration % ckpt_every == 0:
                         self.save_checkpoint()
                     if interrupt.requested:
                         raise KeyboardInterrupt
             self.save_checkpoint()
             self.save(self.run_dir / MODEL_NAME, include_buffer=False)
+            self.summary = evals.write_summary(self.global_step, final_eval=eval_every > 0)
         except KeyboardInterrupt:
             path = self.save_checkpoint()
             print(interrupted_message(self.algo, self.env_id, self.global_step, path, self.run_dir), flush=True)
@@ -308,9 +316,9 @@ class DQN:
         return self
 
     def _log(self, logger: Logger, bar: ProgressBar, stats_env: EpisodeStatistics | None,
-             stats: dict[str, torch.Tensor], epsilon: float, t_start: float, step_start: int) -> None:
+             stats: dict[str, torch.Tensor], epsilon: float, train_time: float, step_start: int) -> None:
         self._raise_if_nan()
-        sps = (self.global_step - step_start) / max(time.perf_counter() - t_start, 1e-9)
+        sps = (self.global_step - step_start) / max(train_time, 1e-9)
         scalars: dict[str, Any] = {**stats, "charts/epsilon": epsilon, "charts/SPS": sps}
         if stats_env is not None:
             ret_sum, len_sum, count = stats_env.pop_finished()

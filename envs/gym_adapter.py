@@ -9,6 +9,7 @@ terminated/truncated are bool. Other keys of gymnasium's ``info`` pass through a
 from __future__ import annotations
 
 import functools
+import pickle
 from typing import Any
 
 import gymnasium as gym
@@ -110,6 +111,7 @@ class GymVecEnv(VecEnv):
             venv.action_space.seed(seed)
             venv.single_action_space.seed(seed)
         self._to_device = _HostToDevice(self.device)
+        self.resumed_mid_episode = False  # set by load_state_dict
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         if seed is None:
@@ -140,6 +142,23 @@ class GymVecEnv(VecEnv):
         )
         info["final_obs"] = out["final_obs"]
         return out["obs"], out["reward"], out["terminated"], out["truncated"], info
+
+    def state_dict(self) -> dict[str, Any]:
+        """The copies' own state (physics, episode clocks, RNGs), pickled, so a resumed run continues the
+        very episodes it stopped in. Only in-process (sync) copies that pickle can be saved; otherwise the
+        state is empty and a resumed run starts fresh episodes (``exact`` says which)."""
+        if isinstance(self.venv, gym.vector.SyncVectorEnv):
+            try:
+                return {"exact": True, "envs": pickle.dumps(self.venv.envs), "seed": self._seed}
+            except Exception:  # e.g. an emulator handle without pickle support
+                pass
+        return {"exact": False}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.resumed_mid_episode = bool(state.get("exact")) and isinstance(self.venv, gym.vector.SyncVectorEnv)
+        if self.resumed_mid_episode:
+            self.venv.envs = pickle.loads(state["envs"])
+            self._seed = state["seed"]
 
     def close(self) -> None:
         self.venv.close()

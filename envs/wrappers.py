@@ -76,6 +76,15 @@ class EpisodeStatistics(VecEnvWrapper):
         info["episode_length"] = ep_length.float()
         return obs, reward, terminated, truncated, info
 
+    def state_dict(self) -> dict[str, Any]:
+        names = ("_return", "_length", "_return_sum", "_length_sum", "_count", "_total", "_ring")
+        return {"stats": {k: getattr(self, k).clone() for k in names}, "env": self.env.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.get("stats", {}).items():
+            getattr(self, k).copy_(v)
+        self.env.load_state_dict(state.get("env", {}))
+
     def pop_finished(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(sum of returns, sum of lengths, count) of episodes finished since the last pop.
 

@@ -1,0 +1,182 @@
+"""The `rl` command end to end: train, eval, resume, list, and the errors a user meets.
+
+Commands run in-process through `agents.cli.main` (fast); one runs through the installed
+console script to prove the entry point works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.cli import main
+from agents.presets import preset_for
+from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint
+
+TRAIN = ["train", "dqn", "CartPole-v1", "--total-steps", "600", "--seed", "1", "--no-progress",
+         "--learning-starts", "100", "--buffer-size", "1000", "--hidden-sizes", "32,32", "--double", "true"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One short CartPole run shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert main([*TRAIN, "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def _error(capsys, argv: list[str]) -> str:
+    """Run `rl argv`, expect exit code 2 and return what it printed to stderr."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: "), captured.err
+    return captured.err
+
+
+def test_train_writes_model_checkpoint_summary_and_events(trained: Path):
+    for name in (MODEL_NAME, CHECKPOINT_NAME, "summary.json", "config.json"):
+        assert (trained / name).is_file(), name
+    assert list(trained.glob("events.out.tfevents.*"))
+    assert json.loads((trained / "summary.json").read_text())["steps"] == 600
+    config = json.loads((trained / "config.json").read_text())
+    # Flags reach the config; the CartPole preset fills in what was not given.
+    assert config["hidden_sizes"] == [32, 32] and config["double"] is True and config["seed"] == 1
+    assert config["buffer_size"] == 1000 and config["train_freq"] == preset_for("dqn", "CartPole-v1")["train_freq"]
+    model = load_checkpoint(trained / MODEL_NAME)
+    assert model["counters"]["global_step"] == 600 and "buffer" not in model
+    assert "buffer" in load_checkpoint(trained / CHECKPOINT_NAME)
+
+
+def test_eval_prints_one_json_object(trained: Path, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(trained), "--episodes", "3", "--seed", "0", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["episodes"] == 3 and result["env_id"] == "CartPole-v1" and result["algo"] == "dqn"
+    assert result["mean_return"] >= 1 and result["std_return"] >= 0
+    assert result["checkpoint"].endswith(MODEL_NAME)
+
+
+def test_resume_continues_to_the_new_budget(trained: Path, tmp_path: Path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    assert main(["train", "dqn", "CartPole-v1", "--resume", str(run_dir), "--total-steps", "1000", "--no-progress"]) == 0
+    assert "at step 600 of 1,000" in capsys.readouterr().out
+    assert load_checkpoint(run_dir / MODEL_NAME)["counters"]["global_step"] == 1000
+    assert load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["global_step"] == 1000
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 1000
+
+
+def test_resume_with_another_env_is_refused(trained: Path, capsys):
+    before = (trained / CHECKPOINT_NAME).read_bytes()
+    err = _error(capsys, ["train", "dqn", "Acrobot-v1", "--resume", str(trained), "--total-steps", "1000", "--no-progress"])
+    assert "CartPole-v1" in err and "Acrobot-v1" in err
+    assert (trained / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_unknown_hyperparameter_lists_valid_names(tmp_path: Path, capsys):
+    err = _error(capsys, [*TRAIN, "--run-dir", str(tmp_path / "r"), "--learning-rat", "1"])
+    assert "--learning-rat" in err and "Valid names" in err
+    assert "--learning-rate" in err and "--target-update-interval" in err
+    assert not (tmp_path / "r").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--gamma", "2", ["gamma", "2", "(0, 1]"]),
+    ("--batch-size", "abc", ["--batch-size", "abc", "int"]),
+    ("--double", "maybe", ["--double", "true or false"]),
+], ids=["bad-value", "bad-int", "bad-bool"])
+def test_bad_hyperparameter_value(tmp_path: Path, capsys, flag, value, words):
+    err = _error(capsys, [*TRAIN, "--run-dir", str(tmp_path / "r"), flag, value])
+    assert all(w in err for w in words), err
+
+
+def test_unknown_env_id_suggests_close_match(tmp_path: Path, capsys):
+    err = _error(capsys, ["train", "dqn", "CartPol-v1", "--total-steps", "10", "--run-dir", str(tmp_path / "r")])
+    assert "CartPol-v1" in err and "Did you mean" in err and "CartPole-v1" in err
+
+
+def test_continuous_env_is_refused(tmp_path: Path, capsys):
+    err = _error(capsys, ["train", "dqn", "Pendulum-v1", "--total-steps", "10", "--run-dir", str(tmp_path / "r")])
+    assert "Discrete" in err and "Box" in err
+
+
+def test_missing_optional_dependency_is_a_clean_error(tmp_path: Path, capsys, monkeypatch):
+    # As if Box2D were not installed: the user gets the install hint, not a traceback.
+    monkeypatch.setitem(sys.modules, "Box2D", None)
+    for name in [m for m in sys.modules if m.startswith("gymnasium.envs.box2d")]:
+        monkeypatch.delitem(sys.modules, name)
+    err = _error(capsys, ["train", "dqn", "LunarLander-v3", "--total-steps", "10", "--run-dir", str(tmp_path / "r")])
+    assert 'pip install -e ".[box2d]"' in err
+
+
+def test_eval_missing_path(tmp_path: Path, capsys):
+    err = _error(capsys, ["eval", str(tmp_path / "nope")])
+    assert "does not exist" in err and "nope" in err
+    err = _error(capsys, ["eval", str(tmp_path)])  # a directory without checkpoints
+    assert "No checkpoint" in err
+
+
+def test_eval_corrupt_checkpoint_leaves_it_untouched(trained: Path, tmp_path: Path, capsys):
+    good = (trained / MODEL_NAME).read_bytes()
+    path = tmp_path / MODEL_NAME
+    path.write_bytes(good[: len(good) // 2])  # a copy cut short, as by a crash mid-transfer
+    err = _error(capsys, ["eval", str(path), "--episodes", "1"])
+    assert "corrupt" in err and str(path) in err
+    assert path.read_bytes() == good[: len(good) // 2]
+
+
+def test_list_shows_agents_hyperparameters_and_presets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dqn ")
+    for flag in ("--learning-rate", "--buffer-size", "--double", "--hidden-sizes"):
+        assert flag in out
+    assert "Adam step size." in out  # field docstrings are the help text
+    presets = next(line for line in out.splitlines() if line.strip().startswith("presets:"))
+    assert "CartPole-v1" in presets and "ALE/Pong-v5" in presets
+    assert "\n  CartPole-v1\n" in out  # the environment listing
+
+
+def test_console_script_entry_point():
+    script = shutil.which("rl", path=os.path.dirname(sys.executable)) or shutil.which("rl")
+    if script is None:
+        pytest.skip("the `rl` console script is not installed (pip install -e .)")
+    done = subprocess.run([script, "list"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--learning-rate" in done.stdout and "CartPole-v1" in done.stdout
+    bad = subprocess.run([script, "eval", "/nonexistent/run"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+# ----- Atari -------------------------------------------------------------------------------
+@pytest.fixture
+def atari():
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+
+
+def test_atari_with_preset(atari, tmp_path: Path):
+    # The preset's 100k-frame buffer (optimize_memory_usage) is allocated; no update runs
+    # before its learning_starts of 100k.
+    assert main(["train", "dqn", "ALE/Pong-v5", "--total-steps", "2000", "--run-dir", str(tmp_path), "--no-progress"]) == 0
+    model = load_checkpoint(tmp_path / MODEL_NAME)
+    assert model["counters"]["global_step"] == 2000 and model["config"]["optimize_memory_usage"] is True
+    assert model["config"]["clip_reward"] is True
+
+
+def test_atari_cnn_updates(atari, tmp_path: Path):
+    argv = ["train", "dqn", "ALE/Pong-v5", "--total-steps", "1000", "--run-dir", str(tmp_path), "--no-progress",
+            "--learning-starts", "500", "--buffer-size", "5000"]
+    assert main(argv) == 0
+    model = load_checkpoint(tmp_path / MODEL_NAME)
+    assert model["counters"]["num_updates"] == 126  # every 4th step from step 500 to 1000, both included
+    assert "torso.convs.0.weight" in model["q"]  # the Nature CNN, not an MLP, was trained
