@@ -14,7 +14,6 @@ import json
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any, Sequence
 
 import gymnasium as gym

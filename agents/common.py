@@ -3,8 +3,11 @@ and the parts of a checkpoint that are not the agent's own networks."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +17,21 @@ import torch
 
 import envs
 from envs.core import VecEnv
-from envs.wrappers import ClipReward, ObservationNormalization
+from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
+from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
 from rlcore.evaluation import evaluate
-from rlcore.logger import Logger, run_name
+from rlcore.interrupt import GracefulInterrupt
+from rlcore.logger import Logger, ProgressBar, run_name
+from rlcore.policies import ActorCritic
+from rlcore.rollout import RolloutBuffer
 from rlcore.seeding import rng_state, set_rng_state
 
 # Which agents take which action spaces; used in the error for a space an agent cannot handle.
 AGENT_ACTION_SPACES = {
-    "dqn": "Discrete",
+    "dqn": ("Discrete",),
+    "ppo": ("Discrete", "Box", "MultiDiscrete"),
+    "a2c": ("Discrete", "Box", "MultiDiscrete"),
+    "reinforce": ("Discrete", "Box", "MultiDiscrete"),
 }
 
 
@@ -36,6 +46,9 @@ def check_action_space(algo: str, space: gym.Space, allowed: tuple[type, ...]) -
 
 def make_training_env(env_id: str, cfg: Any) -> VecEnv:
     env = envs.make(env_id, num_envs=cfg.num_envs, seed=cfg.seed, device=cfg.device, normalize_obs=cfg.normalize_obs)
+    # Outside EpisodeStatistics (which make() puts innermost), so logged returns stay the raw score.
+    if getattr(cfg, "normalize_reward", False):
+        env = RewardNormalization(env, gamma=cfg.gamma)
     return ClipReward(env) if getattr(cfg, "clip_reward", False) else env
 
 
@@ -143,3 +156,270 @@ class Evaluations:
                    "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
         (self.logger.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+
+class Timing:
+    """Where a training loop's time goes: `with timing.phase("env"): ...`, reported as fractions
+    (`perf/<phase>_fraction`) at each log.
+
+    Host wall-clock: exact on the CPU; on an accelerator a phase can absorb the queued work of
+    the one before it, so read those figures as indicative."""
+
+    def __init__(self, *phases: str):
+        self.seconds = dict.fromkeys(phases, 0.0)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def pop(self) -> dict[str, float]:
+        total = sum(self.seconds.values()) or 1.0
+        out = {f"perf/{name}_fraction": s / total for name, s in self.seconds.items()}
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        return out
+
+
+class NanGuard:
+    """Remembers, on the device, the first step whose loss, observation or reward was not finite
+    (and for inputs, which environment copy), so the hot loop never syncs; `check`, called at log
+    and checkpoint time, turns it into an error naming the step."""
+
+    def __init__(self, device: torch.device):
+        # [loss step, input step, input env], -1 where nothing went wrong yet.
+        self.first = torch.full((3,), -1, dtype=torch.long, device=device)
+
+    def record(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach()) & (self.first[0] < 0)
+        self.first[0] = torch.where(bad, step, self.first[0])
+
+    def record_env(self, obs: torch.Tensor, reward: torch.Tensor, step: int) -> None:
+        bad_env = ~torch.isfinite(reward)
+        if obs.is_floating_point():
+            bad_env |= ~torch.isfinite(obs.flatten(1)).all(1)
+        new = bad_env.any() & (self.first[1] < 0)
+        self.first[1] = torch.where(new, step, self.first[1])
+        self.first[2] = torch.where(new, bad_env.int().argmax(), self.first[2])
+
+    def check(self, algo: str, checkpoint: Path) -> None:
+        loss_step, input_step, env = self.first.tolist()
+        if input_step >= 0:
+            raise FloatingPointError(
+                f"The environment returned a NaN/inf observation or reward at environment step {input_step} "
+                f"(copy {env}). Training stopped; the last good checkpoint is {checkpoint} (not overwritten). "
+                "Check the environment, or wrap it to sanitise its output.")
+        if loss_step >= 0:
+            raise FloatingPointError(
+                f"{algo.upper()} loss became NaN/inf at environment step {loss_step}. Training stopped; the last "
+                f"good checkpoint is {checkpoint} (not overwritten). Lower learning_rate, check rewards and "
+                "observations for NaN, or set normalize_obs=True.")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"first": self.first.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first.copy_(state["first"])
+
+
+class TrainingRun:
+    """What every agent's `learn` loop shares, so each agent file keeps only its own algorithm:
+    the run directory, TensorBoard logger, progress bar, periodic evaluation, where the time
+    goes, checkpoints, Ctrl-C and `summary.json`.
+
+    Use as `with TrainingRun(agent, ...) as run:` around the loop, and call
+    `run.step_done(scalars)` after each iteration; it returns True when the run should stop.
+    The agent provides `algo`, `env_id`, `env`, `config` (`seed`, `log_interval`,
+    `checkpoint_interval`), `global_step`, `nan_guard`, `save(path, include_buffer=...)`.
+    """
+
+    def __init__(self, agent: Any, total_steps: int, run_dir: str | Path | None, progress: bool,
+                 eval_every: int, eval_episodes: int, stop_at_return: float | None, phases: tuple[str, ...]):
+        if total_steps < 1:
+            raise ValueError(f"total_steps = {total_steps} is invalid: must be >= 1.")
+        cfg = agent.config
+        self.agent = agent
+        agent.total_steps = total_steps
+        agent.run_dir = self.run_dir = resolve_run_dir(run_dir, getattr(agent, "run_dir", None), agent.env_id,
+                                                       agent.algo, cfg.seed)
+        self.logger = Logger(self.run_dir, {"algo": agent.algo, "env_id": agent.env_id, "total_steps": total_steps,
+                                            **dataclasses.asdict(cfg)})
+        self.evals = Evaluations(agent, self.logger, eval_every, eval_episodes, stop_at_return)
+        self.timing = Timing(*phases)
+        self.stats_env = agent.env.find(EpisodeStatistics)
+        self.bar = ProgressBar(total_steps, initial=agent.global_step, enabled=progress)
+        self.step_start = agent.global_step
+        self.next_log = agent.global_step + cfg.log_interval
+        self.next_checkpoint = agent.global_step + cfg.checkpoint_interval if cfg.checkpoint_interval else None
+        self.interrupt = GracefulInterrupt()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> Path:
+        """Everything a resume needs; refused once a loss went NaN, so the last good one survives."""
+        self.agent.nan_guard.check(self.agent.algo, self.checkpoint_path)
+        return self.agent.save(self.checkpoint_path,
+                               include_buffer=getattr(self.agent.config, "save_replay_buffer", False))
+
+    def __enter__(self) -> "TrainingRun":
+        self.interrupt.__enter__()
+        return self
+
+    def step_done(self, scalars: dict[str, Any]) -> bool:
+        """Log, evaluate and checkpoint when due; True when the target return was reached."""
+        step = self.agent.global_step
+        if step >= self.next_log or step >= self.agent.total_steps:
+            self.log(scalars)
+            while self.next_log <= step:
+                self.next_log += self.agent.config.log_interval
+        if self.evals.due(step) and self.evals.run(step):
+            return True
+        if self.next_checkpoint is not None and step >= self.next_checkpoint:
+            self.save_checkpoint()
+            while self.next_checkpoint <= step:
+                self.next_checkpoint += self.agent.config.checkpoint_interval
+        if self.interrupt.requested:
+            raise KeyboardInterrupt
+        return False
+
+    def log(self, scalars: dict[str, Any]) -> None:
+        self.agent.nan_guard.check(self.agent.algo, self.checkpoint_path)
+        step = self.agent.global_step
+        sps = (step - self.step_start) / max(self.evals.train_time(), 1e-9)
+        scalars = {**scalars, **self.timing.pop(), "charts/SPS": sps}
+        if self.stats_env is not None:
+            ret_sum, len_sum, count = self.stats_env.pop_finished()
+            if int(count) > 0:  # one sync per log, to leave windows without a finished episode blank
+                scalars["charts/episodic_return"] = ret_sum / count
+                scalars["charts/episodic_length"] = len_sum / count
+        self.logger.log(step, scalars)
+        self.bar.update(step, sps, self.stats_env.recent_mean_return() if self.stats_env else None)
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+        self.interrupt.__exit__()
+        agent = self.agent
+        try:
+            if exc_type is None:
+                self.save_checkpoint()
+                agent.save(self.run_dir / MODEL_NAME, include_buffer=False)
+                agent.summary = self.evals.write_summary(agent.global_step, final_eval=self.evals.every > 0)
+            elif issubclass(exc_type, KeyboardInterrupt):
+                path = self.save_checkpoint()
+                print(interrupted_message(agent.algo, agent.env_id, agent.global_step, path, self.run_dir), flush=True)
+        finally:
+            self.logger.close()
+            self.bar.close()
+        return False
+
+
+def make_actor_critic(env: VecEnv, cfg: Any) -> ActorCritic:
+    """The policy-gradient agents' network from their config fields (hidden_sizes, activation,
+    squash_actions, ortho_init, log_std_init), on the config's device."""
+    policy = ActorCritic(env.single_observation_space, env.single_action_space, cfg.hidden_sizes, cfg.activation,
+                         cfg.squash_actions, cfg.ortho_init).to(cfg.device)
+    if isinstance(env.single_action_space, gym.spaces.Box):
+        with torch.no_grad():
+            policy.actor_head.log_std.fill_(cfg.log_std_init)
+    return policy
+
+
+def make_rollout_buffer(env: VecEnv, n_steps: int, device: torch.device) -> RolloutBuffer:
+    obs_space, act_space = env.single_observation_space, env.single_action_space
+    return RolloutBuffer(
+        n_steps, env.num_envs, tuple(obs_space.shape), torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
+        tuple(act_space.shape), torch.float32 if isinstance(act_space, gym.spaces.Box) else torch.long, device)
+
+
+@torch.no_grad()
+def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
+    """Fill `agent.buffer` with a rollout of `agent.policy` on `agent.env`, then its GAE advantages.
+
+    Advances `agent.obs` and `agent.global_step`; the NaN guard sees every observation and reward.
+    """
+    buffer, policy, env = agent.buffer, agent.policy, agent.env
+    buffer.reset()
+    n = env.num_envs
+    for _ in range(buffer.num_steps):
+        action, logprob, value = policy.act(agent.obs)
+        next_obs, reward, terminated, truncated, info = env.step(policy.to_env(action))
+        agent.nan_guard.record_env(next_obs, reward, agent.global_step + n)
+        # V(true final observation), read only where a time limit cut an episode (the bootstrap);
+        # one critic pass over final_obs serves every copy without asking which ones ended.
+        final_value = policy.value(info["final_obs"])
+        buffer.add(obs=agent.obs, actions=action, logprobs=logprob, values=value, rewards=reward,
+                   terminated=terminated, truncated=truncated, final_values=final_value)
+        agent.obs = next_obs
+        agent.global_step += n
+    buffer.compute_returns_and_advantages(policy.value(agent.obs), gamma, gae_lambda)
+
+
+def policy_predict(agent: Any, obs: torch.Tensor | np.ndarray, deterministic: bool) -> torch.Tensor | np.ndarray:
+    """`predict` of the policy-gradient agents: the action the environment receives, the mode of
+    the distribution when deterministic, else a sample. numpy in, numpy out."""
+    obs_t, unbatched, was_numpy = obs_to_tensor(obs, agent.env.single_observation_space, agent.device)
+    with torch.no_grad():
+        action = agent.policy.mode(obs_t) if deterministic else agent.policy.distribution(obs_t).sample()
+        action = agent.policy.to_env(action)
+    action = action[0] if unbatched else action
+    return action.cpu().numpy() if was_numpy else action
+
+
+class Agent:
+    """Saving, loading and evaluation environments, shared by every agent; the algorithm itself
+    (acting, losses, the learn loop) stays in each agent's own file.
+
+    A subclass sets `algo`, `config_class` and `checkpoint_state` (the attributes with
+    `state_dict`/`load_state_dict`: networks, optimisers, the NaN guard) and keeps the counters
+    `global_step`, `num_updates`, `total_steps`, plus `env`, `env_id`, `config`, `obs`, `device`.
+    """
+
+    algo: str
+    config_class: type
+    checkpoint_state: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ("global_step", "num_updates", "total_steps")
+
+    def replay_state(self) -> dict[str, Any] | None:
+        """The replay buffer's contents for a training checkpoint; None for agents without one."""
+        return None
+
+    def load_replay_state(self, state: dict[str, Any]) -> None:
+        raise ValueError(f"{self.algo} keeps no replay buffer, but the checkpoint holds one.")
+
+    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
+        """Model, optimiser, counters, RNG and environment state; the replay buffer too when asked."""
+        payload = {
+            "algo": self.algo, "env_id": self.env_id, "config": dataclasses.asdict(self.config),
+            "state": {name: getattr(self, name).state_dict() for name in self.checkpoint_state},
+            "counters": {name: getattr(self, name) for name in self.counters},
+            **training_state(self.env, self.obs),
+        }
+        replay = self.replay_state() if include_buffer else None
+        if replay is not None:
+            payload["buffer"] = replay
+        return save_checkpoint(path, payload)
+
+    @classmethod
+    def load(cls, path: str | Path, env: str | VecEnv | None = None, **overrides: Any) -> "Agent":
+        """Rebuild an agent from `save` or a run directory; `overrides` may change e.g. `device`."""
+        payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
+        if payload.get("algo") != cls.algo:
+            raise ValueError(f"Checkpoint '{path}' holds a {payload.get('algo')!r} agent, not {cls.algo!r}: "
+                             "load it with that agent's class.")
+        agent = cls(env if env is not None else payload["env_id"], **{**payload["config"], **overrides})
+        for name, state in payload["state"].items():
+            getattr(agent, name).load_state_dict(state)
+        for name, value in payload["counters"].items():
+            setattr(agent, name, value)
+        if "buffer" in payload:
+            agent.load_replay_state(payload["buffer"])
+        agent.obs = restore_training_state(agent.env, payload, agent.device)
+        agent.run_dir = Path(path).parent if Path(path).is_file() else Path(path)
+        return agent
+
+    def make_eval_env(self, env_id: str | None = None, num_envs: int = 1, seed: int | None = None) -> VecEnv:
+        """An environment built like the training one, with normalisation statistics frozen."""
+        return make_eval_env(self.env, env_id or self.env_id, self.config, num_envs=num_envs, seed=seed)

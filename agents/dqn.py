@@ -23,18 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.common import (
-    Evaluations, check_action_space, interrupted_message, make_eval_env, make_training_env, obs_to_tensor, resolve_run_dir,
-    restore_training_state, training_state,
-)
+from agents.common import Agent, NanGuard, TrainingRun, check_action_space, make_training_env, obs_to_tensor
 from agents.presets import preset_for
 from envs.core import VecEnv
-from envs.wrappers import EpisodeStatistics
-from rlcore.buffers import PrioritizedReplayBuffer, ReplayBuffer
-from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
-from rlcore.config import build_config, check, to_dict
-from rlcore.interrupt import GracefulInterrupt
-from rlcore.logger import Logger, ProgressBar
+from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
+from rlcore.config import build_config, check
 from rlcore.nets import hard_update, is_image_space, make_torso, polyak_update
 from rlcore.schedules import linear_schedule
 from rlcore.seeding import seed_everything
@@ -140,11 +133,13 @@ class QNetwork(nn.Module):
         return q
 
 
-class DQN:
+class DQN(Agent):
     """`DQN(env, **hyperparameters)`; `env` is an environment id or a VecEnv with a Discrete action space."""
 
     algo = "dqn"
     config_class = DQNConfig
+    checkpoint_state = ("q", "q_target", "optimizer", "nan_guard")
+    counters = ("global_step", "iteration", "num_updates", "total_steps")
 
     def __init__(self, env: str | VecEnv, **hyperparameters: Any):
         env_id = env if isinstance(env, str) else env.env_id
@@ -175,9 +170,7 @@ class DQN:
         self.num_updates = 0       # gradient steps
         self.total_steps = 0
         self.obs: torch.Tensor | None = None
-        # First gradient step whose loss was not finite, kept on the device (-1: none) so the
-        # hot loop never syncs; checked when logging and before every checkpoint.
-        self.first_nan_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.nan_guard = NanGuard(self.device)
 
     def _make_buffer(self) -> ReplayBuffer:
         cfg = self.config
@@ -215,11 +208,10 @@ class DQN:
         return action.cpu().numpy() if was_numpy else action
 
     # ----- learning -----------------------------------------------------------------------
-    def _loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _loss(self, batch: ReplayBatch, next_q_target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Huber TD loss on `batch`; `next_q_target` is the target network's Q(next_obs) for it."""
         cfg = self.config
-        batch = self.buffer.sample(cfg.batch_size)
         with torch.no_grad():
-            next_q_target = self.q_target(batch.next_obs)
             if cfg.double:
                 next_actions = self.q(batch.next_obs).argmax(dim=1, keepdim=True)
                 next_value = next_q_target.gather(1, next_actions).squeeze(1)
@@ -229,21 +221,44 @@ class DQN:
             # still bootstraps from the true final observation.
             target = batch.rewards + batch.discounts * next_value
         q_taken = self.q(batch.obs).gather(1, batch.actions.long().unsqueeze(1)).squeeze(1)
-        td_error = q_taken - target
         loss = (batch.weights * F.smooth_l1_loss(q_taken, target, reduction="none")).mean()
         if cfg.prioritized:
-            self.buffer.update_priorities(batch.indices, td_error.detach().abs())
+            self.buffer.update_priorities(batch.indices, (q_taken - target).detach().abs())
         return loss, {"losses/td_loss": loss.detach(), "losses/q_values": q_taken.detach().mean()}
 
-    def _update(self) -> dict[str, torch.Tensor]:
-        loss, stats = self._loss()
+    def _update(self, batch: ReplayBatch, next_q_target: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss, stats = self._loss(batch, next_q_target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
         self.num_updates += 1
-        bad = ~torch.isfinite(loss)
-        self.first_nan_step = torch.where(bad & (self.first_nan_step < 0), self.global_step, self.first_nan_step)
+        self.nan_guard.record(loss, self.global_step)
+        return stats
+
+    def _train(self) -> dict[str, torch.Tensor]:
+        """`gradient_steps` updates in a row.
+
+        The replay buffer and the target network stay fixed during them, so with uniform replay
+        all their batches are drawn at once and the target network scores all their next
+        observations in one pass: the same updates in fewer, larger operations (most of a small
+        network's update time is per-operation overhead). Prioritised replay changes the
+        sampling distribution after every step, so it samples one batch at a time.
+        """
+        cfg = self.config
+        if cfg.prioritized:
+            for _ in range(cfg.gradient_steps):
+                batch = self.buffer.sample(cfg.batch_size)
+                with torch.no_grad():
+                    next_q_target = self.q_target(batch.next_obs)
+                stats = self._update(batch, next_q_target)
+            return stats
+        burst = self.buffer.sample(cfg.batch_size * cfg.gradient_steps)
+        with torch.no_grad():
+            next_q_target = self.q_target(burst.next_obs)
+        for k in range(cfg.gradient_steps):
+            part = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
+            stats = self._update(ReplayBatch(*(field[part] for field in burst)), next_q_target[part])
         return stats
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
@@ -255,133 +270,44 @@ class DQN:
         `eval_episodes` episodes every so many steps, and stops early once the mean reaches `stop_at_return`.
         """
         cfg = self.config
-        if total_steps < 1:
-            raise ValueError(f"total_steps = {total_steps} is invalid: must be >= 1.")
-        self.total_steps = total_steps
-        self.run_dir = resolve_run_dir(run_dir, getattr(self, "run_dir", None), self.env_id, self.algo, cfg.seed)
-        logger = Logger(self.run_dir, {"algo": self.algo, "env_id": self.env_id, "total_steps": total_steps, **to_dict(cfg)})
-        stats_env = self.env.find(EpisodeStatistics)
-        bar = ProgressBar(total_steps, initial=self.global_step, enabled=progress)
-        if self.buffer is None:
-            self.buffer = self._make_buffer()
-        if self.obs is None:
-            self.obs, _ = self.env.reset(seed=cfg.seed)
-        n = self.env.num_envs
-        target_every = max(cfg.target_update_interval // n, 1)
-        log_every = max(cfg.log_interval // n, 1)
-        ckpt_every = max(cfg.checkpoint_interval // n, 1) if cfg.checkpoint_interval else 0
-        stats: dict[str, torch.Tensor] = {}
-        evals = Evaluations(self, logger, eval_every, eval_episodes, stop_at_return)
-        step_start = self.global_step
-        try:
-            with GracefulInterrupt() as interrupt:
-                while self.global_step < total_steps:
-                    epsilon = self.epsilon()
+        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
+                         phases=("act", "env", "learn")) as run:
+            if self.buffer is None:
+                self.buffer = self._make_buffer()
+            if self.obs is None:
+                self.obs, _ = self.env.reset(seed=cfg.seed)
+            n = self.env.num_envs
+            target_every = max(cfg.target_update_interval // n, 1)
+            stats: dict[str, torch.Tensor] = {}
+            while self.global_step < total_steps:
+                epsilon = self.epsilon()
+                with run.timing.phase("act"):
                     action = self._act(self.obs, epsilon)
+                with run.timing.phase("env"):
                     next_obs, reward, terminated, truncated, info = self.env.step(action)
+                    self.nan_guard.record_env(next_obs, reward, self.global_step + n)
+                with run.timing.phase("learn"):
                     self.buffer.add(self.obs, action, reward, info["final_obs"], terminated, truncated)
                     self.obs = next_obs
                     self.global_step += n
                     self.iteration += 1
-
                     if self.global_step >= cfg.learning_starts and self.iteration % cfg.train_freq == 0:
                         if cfg.prioritized:
                             self.buffer.beta = linear_schedule(cfg.per_beta, 1.0, 1.0, self.global_step / total_steps)
-                        for _ in range(cfg.gradient_steps):
-                            stats = self._update()
+                        stats = self._train()
                     if self.global_step >= cfg.learning_starts and self.iteration % target_every == 0:
                         if cfg.tau >= 1.0:
                             hard_update(self.q_target, self.q)
                         else:
                             polyak_update(self.q_target, self.q, cfg.tau)
-
-                    if self.iteration % log_every == 0 or self.global_step >= total_steps:
-                        self._log(logger, bar, stats_env, stats, epsilon, evals.train_time(), step_start)
-                    if evals.due(self.global_step) and evals.run(self.global_step):
-                        break
-                    if ckpt_every and self.iteration % ckpt_every == 0:
-                        self.save_checkpoint()
-                    if interrupt.requested:
-                        raise KeyboardInterrupt
-            self.save_checkpoint()
-            self.save(self.run_dir / MODEL_NAME, include_buffer=False)
-            self.summary = evals.write_summary(self.global_step, final_eval=eval_every > 0)
-        except KeyboardInterrupt:
-            path = self.save_checkpoint()
-            print(interrupted_message(self.algo, self.env_id, self.global_step, path, self.run_dir), flush=True)
-            raise
-        finally:
-            logger.close()
-            bar.close()
+                if run.step_done({**stats, "charts/epsilon": epsilon}):
+                    break
         return self
 
-    def _log(self, logger: Logger, bar: ProgressBar, stats_env: EpisodeStatistics | None,
-             stats: dict[str, torch.Tensor], epsilon: float, train_time: float, step_start: int) -> None:
-        self._raise_if_nan()
-        sps = (self.global_step - step_start) / max(train_time, 1e-9)
-        scalars: dict[str, Any] = {**stats, "charts/epsilon": epsilon, "charts/SPS": sps}
-        if stats_env is not None:
-            ret_sum, len_sum, count = stats_env.pop_finished()
-            values = logger.log(self.global_step, {"perf/_count": count})  # one sync to skip empty windows
-            if values["perf/_count"] > 0:
-                scalars["charts/episodic_return"] = ret_sum / count
-                scalars["charts/episodic_length"] = len_sum / count
-        logger.log(self.global_step, scalars)
-        bar.update(self.global_step, sps, stats_env.recent_mean_return() if stats_env else None)
+    # ----- saving and loading (the rest is in agents.common.Agent) ------------------------
+    def replay_state(self) -> dict[str, Any] | None:
+        return self.buffer.state_dict() if self.buffer is not None else None
 
-    def _raise_if_nan(self) -> None:
-        step = int(self.first_nan_step)
-        if step >= 0:
-            raise FloatingPointError(
-                f"DQN loss became NaN/inf at environment step {step}. Training stopped; the last good checkpoint "
-                f"is {self.run_dir / CHECKPOINT_NAME} (not overwritten). Lower learning_rate, check rewards and "
-                "observations for NaN, or set normalize_obs=True.")
-
-    # ----- saving and loading --------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
-        """Everything a resume needs, in `<run_dir>/checkpoint.pt`; refused once a loss went NaN."""
-        self._raise_if_nan()
-        return self.save(self.run_dir / CHECKPOINT_NAME, include_buffer=self.config.save_replay_buffer)
-
-    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
-        payload = {
-            "algo": self.algo,
-            "env_id": self.env_id,
-            "config": to_dict(self.config),
-            "q": self.q.state_dict(),
-            "q_target": self.q_target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "counters": {"global_step": self.global_step, "iteration": self.iteration,
-                         "num_updates": self.num_updates, "total_steps": self.total_steps},
-            **training_state(self.env, self.obs),
-        }
-        if include_buffer and self.buffer is not None:
-            payload["buffer"] = self.buffer.state_dict()
-        return save_checkpoint(path, payload)
-
-    @classmethod
-    def load(cls, path: str | Path, env: str | VecEnv | None = None, **overrides: Any) -> "DQN":
-        """Rebuild an agent from `save`/a run directory; `overrides` may change e.g. `device`."""
-        payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
-        if payload.get("algo") != cls.algo:
-            raise ValueError(f"Checkpoint '{path}' holds a {payload.get('algo')!r} agent, not {cls.algo!r}: "
-                             f"load it with that agent's class.")
-        config = {**payload["config"], **overrides}
-        agent = cls(env if env is not None else payload["env_id"], **config)
-        agent.q.load_state_dict(payload["q"])
-        agent.q_target.load_state_dict(payload["q_target"])
-        agent.optimizer.load_state_dict(payload["optimizer"])
-        counters = payload["counters"]
-        agent.global_step, agent.iteration = counters["global_step"], counters["iteration"]
-        agent.num_updates, agent.total_steps = counters["num_updates"], counters["total_steps"]
-        if "buffer" in payload:
-            agent.buffer = agent._make_buffer()
-            agent.buffer.load_state_dict(payload["buffer"])
-        agent.obs = restore_training_state(agent.env, payload, agent.device)
-        agent.run_dir = Path(path).parent if Path(path).is_file() else Path(path)
-        return agent
-
-    def make_eval_env(self, env_id: str | None = None, num_envs: int = 1, seed: int | None = None) -> VecEnv:
-        """An environment built like the training one, with observation statistics frozen."""
-        return make_eval_env(self.env, env_id or self.env_id, self.config, num_envs=num_envs, seed=seed)
-
+    def load_replay_state(self, state: dict[str, Any]) -> None:
+        self.buffer = self._make_buffer()
+        self.buffer.load_state_dict(state)

@@ -57,6 +57,43 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ALE/Pong-v5": _ATARI_DQN,
         "ALE/Breakout-v5": _ATARI_DQN,
     },
+    "ppo": {
+        "CartPole-v1": {
+            "total_steps": 100_000,
+            "hyperparameters": {  # zoo: 8 envs, 32 steps, 20 epochs, linear lr and clip schedules
+                "num_envs": 8, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
+                "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2, "anneal_lr": True,
+                "anneal_clip_range": True,
+            },
+        },
+        "Acrobot-v1": {
+            "total_steps": 1_000_000,
+            "hyperparameters": {"num_envs": 16, "n_steps": 256, "batch_size": 256, "gae_lambda": 0.94, "gamma": 0.99,
+                                "n_epochs": 4, "ent_coef": 0.0, "normalize_obs": True, "anneal_lr": False},
+        },
+        "Pendulum-v1": {
+            "total_steps": 1_000_000,
+            "hyperparameters": {  # zoo uses gSDE at 1e5 steps; without it, CleanRL-style settings at 1M
+                "num_envs": 4, "n_steps": 1024, "batch_size": 64, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10,
+                "learning_rate": 1e-3, "clip_range": 0.2, "normalize_obs": True, "normalize_reward": True,
+                "anneal_lr": True,
+            },
+        },
+        "LunarLander-v3": {
+            "total_steps": 1_000_000,
+            "hyperparameters": {"num_envs": 16, "n_steps": 1024, "batch_size": 64, "gae_lambda": 0.98,
+                                "gamma": 0.999, "n_epochs": 4, "ent_coef": 0.01, "anneal_lr": False},
+        },
+        "HalfCheetah-v5": {
+            "total_steps": 1_000_000,
+            "hyperparameters": {  # zoo's HalfCheetah-v4 preset
+                "num_envs": 1, "normalize_obs": True, "normalize_reward": True, "batch_size": 64, "n_steps": 512,
+                "gamma": 0.98, "learning_rate": 2.0633e-05, "ent_coef": 0.000401762, "clip_range": 0.1,
+                "n_epochs": 20, "gae_lambda": 0.92, "max_grad_norm": 0.8, "vf_coef": 0.58096, "log_std_init": -2.0,
+                "ortho_init": False, "activation": "relu", "hidden_sizes": (256, 256), "anneal_lr": False,
+            },
+        },
+    },
 }
 
 

@@ -154,3 +154,63 @@ class ClipReward(VecEnvWrapper):
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward.sign(), terminated, truncated, info
+
+
+class RewardNormalization(VecEnvWrapper):
+    """Scales rewards by the running std of the discounted return, as SB3's VecNormalize and
+    gymnasium's NormalizeReward do: one ``gamma`` and learning rate then fit rewards of any scale.
+
+    Per env a discounted return ``R <- gamma * R + r`` accumulates; its running variance
+    (over all envs and steps) scales the reward, ``r / sqrt(var + epsilon)``, clipped to
+    ``[-clip, clip]``. The reward is scaled, not centred: subtracting a mean would change
+    which behaviour is optimal (e.g. reward or punish merely staying alive). ``R`` restarts
+    after a terminated or truncated step, with the episode's last reward included, as in SB3.
+
+    While ``training`` is True the statistics update from every step; set it False to freeze
+    them (evaluation). ``R`` keeps accumulating either way, so it stays correct for the
+    episodes in flight when training resumes. ``state_dict`` carries the statistics and ``R``.
+
+    Place it outside EpisodeStatistics (``envs.make`` puts EpisodeStatistics on the adapter),
+    so the returns reported in logs are the raw game score, not the scaled rewards.
+    """
+
+    def __init__(self, env: VecEnv, gamma: float = 0.99, clip: float = 10.0, epsilon: float = 1e-8):
+        super().__init__(env)
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"RewardNormalization.gamma = {gamma!r} is invalid: must be in (0, 1].")
+        if not clip > 0.0:
+            raise ValueError(f"RewardNormalization.clip = {clip!r} is invalid: must be > 0.")
+        self.gamma = gamma
+        self.clip = clip
+        self.epsilon = epsilon
+        self.training = True
+        self.return_rms = RunningMeanStd((), device=self.device)
+        # float64 like the statistics it feeds: a long episode of small rewards loses digits in float32.
+        self._return = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+
+    def normalize(self, reward: torch.Tensor) -> torch.Tensor:
+        scaled = reward / torch.sqrt(self.return_rms.var + self.epsilon)
+        return scaled.clamp(-self.clip, self.clip).float()
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed)
+        self._return.zero_()
+        return obs, info
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return.mul_(self.gamma).add_(reward)
+        if self.training:
+            self.return_rms.update(self._return)
+        scaled = self.normalize(reward)
+        self._return.masked_fill_(terminated | truncated, 0.0)
+        return obs, scaled, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"return_rms": self.return_rms.state_dict(), "returns": self._return.clone(),
+                "env": self.env.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.return_rms.load_state_dict(state["return_rms"])
+        self._return.copy_(state["returns"])
+        self.env.load_state_dict(state.get("env", {}))

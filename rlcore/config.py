@@ -58,7 +58,3 @@ def field_docs(cls: type) -> dict[str, str]:
                     and isinstance(nxt.value.value, str)):
                 docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
-
-
-def to_dict(config: object) -> dict[str, Any]:
-    return dataclasses.asdict(config)  # type: ignore[arg-type]

@@ -49,9 +49,9 @@ class NatureCNN(nn.Module):
 class FlatMLP(nn.Module):
     """An MLP torso over flattened observations (any dtype, any rank)."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], activation: type[nn.Module] = nn.ReLU):
         super().__init__()
-        self.net = mlp(in_dim, hidden)
+        self.net = mlp(in_dim, hidden, activation=activation)
         self.out_dim = hidden[-1] if hidden else in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +63,7 @@ def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == "uint8" and len(space.shape) == 3
 
 
-def make_torso(observation_space: gym.Space, hidden: tuple[int, ...]) -> nn.Module:
+def make_torso(observation_space: gym.Space, hidden: tuple[int, ...], activation: type[nn.Module] = nn.ReLU) -> nn.Module:
     """Nature CNN for images, an MLP for everything else. The torso exposes `out_dim`."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(
@@ -73,7 +73,7 @@ def make_torso(observation_space: gym.Space, hidden: tuple[int, ...]) -> nn.Modu
     if is_image_space(observation_space):
         c, h, w = observation_space.shape
         return NatureCNN(c, height=h, width=w)
-    return FlatMLP(math.prod(observation_space.shape), hidden)
+    return FlatMLP(math.prod(observation_space.shape), hidden, activation)
 
 
 @torch.no_grad()

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from agents.cli import main
 from agents.presets import preset_for
@@ -137,11 +136,12 @@ def test_eval_corrupt_checkpoint_leaves_it_untouched(trained: Path, tmp_path: Pa
 def test_list_shows_agents_hyperparameters_and_presets(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("dqn ")
+    assert all(f"\n{algo}  (" in "\n" + out for algo in ("a2c", "dqn", "ppo", "reinforce"))
+    dqn = out[out.index("dqn  ("):out.index("ppo  (")]
     for flag in ("--learning-rate", "--buffer-size", "--double", "--hidden-sizes"):
-        assert flag in out
-    assert "Adam step size." in out  # field docstrings are the help text
-    presets = next(line for line in out.splitlines() if line.strip().startswith("presets:"))
+        assert flag in dqn
+    assert "Adam step size." in dqn  # field docstrings are the help text
+    presets = next(line for line in dqn.splitlines() if line.strip().startswith("presets:"))
     assert "CartPole-v1" in presets and "ALE/Pong-v5" in presets
     assert "\n  CartPole-v1\n" in out  # the environment listing
 
@@ -179,4 +179,4 @@ def test_atari_cnn_updates(atari, tmp_path: Path):
     assert main(argv) == 0
     model = load_checkpoint(tmp_path / MODEL_NAME)
     assert model["counters"]["num_updates"] == 126  # every 4th step from step 500 to 1000, both included
-    assert "torso.convs.0.weight" in model["q"]  # the Nature CNN, not an MLP, was trained
+    assert "torso.convs.0.weight" in model["state"]["q"]  # the Nature CNN, not an MLP, was trained

@@ -76,7 +76,7 @@ def test_target_stays_fixed_and_online_net_moves_between_hard_updates(tmp_path: 
     agent.learn(400, run_dir=tmp_path, progress=False)
     target_before, online_before = _params(agent)[4:], _params(agent)[:4]
     for _ in range(5):
-        agent._update()
+        agent._train()
     assert all(torch.equal(a, b) for a, b in zip(target_before, list(agent.q_target.parameters())))
     assert any(not torch.equal(a, b) for a, b in zip(online_before, list(agent.q.parameters())))
     assert all(p.grad is None for p in agent.q_target.parameters())
@@ -113,22 +113,40 @@ def test_learns_cartpole_quickly(tmp_path: Path):
     assert mean >= 150, mean
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path: Path):
+def test_nan_reward_stops_with_step_and_copy_and_keeps_last_good_checkpoint(tmp_path: Path):
     agent = DQN("CartPole-v1", **{**SMALL, "checkpoint_interval": 400}, seed=0)
     inner = agent.env.unwrapped
     original, calls = inner.step, [0]
 
-    def step(action):  # rewards turn NaN after 500 vector steps (1000 environment steps)
+    def step(action):  # copy 1's reward turns NaN at the 501st vector step (environment step 1002)
         calls[0] += 1
         obs, reward, term, trunc, info = original(action)
-        return obs, reward * float("nan") if calls[0] > 500 else reward, term, trunc, info
+        if calls[0] > 500:
+            reward = reward.clone()
+            reward[1] = float("nan")
+        return obs, reward, term, trunc, info
 
     inner.step = step
-    with pytest.raises(FloatingPointError, match=r"NaN/inf at environment step \d+"):
+    with pytest.raises(FloatingPointError, match=r"NaN/inf observation or reward at environment step 1002 \(copy 1\)"):
         agent.learn(3_000, run_dir=tmp_path, progress=False)
     good = DQN.load(tmp_path / CHECKPOINT_NAME)
     assert good.global_step == 800
     assert all(torch.isfinite(p).all() for p in good.q.parameters())
+
+
+def test_nan_loss_stops_with_step(tmp_path: Path):
+    agent = DQN("CartPole-v1", **{**SMALL, "checkpoint_interval": 400}, seed=0)
+    original, calls = agent._loss, [0]
+
+    def loss(*args):  # the 100th gradient step's loss is NaN
+        calls[0] += 1
+        value, stats = original(*args)
+        return (value * float("nan") if calls[0] == 100 else value), stats
+
+    agent._loss = loss
+    with pytest.raises(FloatingPointError, match=r"DQN loss became NaN/inf at environment step \d+"):
+        agent.learn(3_000, run_dir=tmp_path, progress=False)
+    assert DQN.load(tmp_path / CHECKPOINT_NAME).global_step == 400
 
 
 def test_bad_hyperparameters_name_the_problem():

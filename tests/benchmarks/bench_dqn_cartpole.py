@@ -8,6 +8,8 @@ SB3: rl-baselines3-zoo's CartPole-v1 DQN hyperparameters for the zoo's 50k-step 
 then the same deterministic 20-episode evaluation, and the same periodic evaluation through
 SB3's EvalCallback so both are judged on "reached 475 within the budget".
 Wall times are training time only (evaluation excluded) on this machine, in this run.
+Both run with one torch thread (`--threads`): on a 2-core machine a second OpenMP thread
+makes tiny-tensor work several times slower as soon as anything else runs.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--sb3-seeds", default="0-4")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both libraries")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     root = tempfile.mkdtemp(prefix="bench_dqn_")
     rows = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                        f"torch {torch.__version__}, python {platform.python_version()}", "ours": [], "sb3": []}

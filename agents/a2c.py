@@ -1,0 +1,173 @@
+"""Advantage Actor-Critic (A2C).
+
+Mnih et al. 2016, "Asynchronous Methods for Deep Reinforcement Learning", in its synchronous
+form (OpenAI Baselines' A2C): N environment copies step together for n_steps, then one
+gradient step on the whole rollout with n-step (GAE, lambda = 1 by default) advantages.
+Defaults follow Stable-Baselines3's A2C (RMSprop, alpha 0.99, eps 1e-5) so zoo presets port.
+
+The file reads top to bottom: config, the agent (loss, update, learn loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.common import (
+    Agent, NanGuard, TrainingRun, check_action_space, collect, make_actor_critic, make_rollout_buffer, make_training_env,
+    policy_predict,
+)
+from agents.presets import preset_for
+from envs.core import VecEnv
+from rlcore.config import build_config, check
+from rlcore.policies import ACTIVATIONS
+from rlcore.rollout import normalize_advantages
+from rlcore.seeding import seed_everything
+
+ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
+
+
+@dataclass
+class A2CConfig:
+    learning_rate: float = 7e-4
+    """Step size (RMSprop by default, annealed linearly to 0 when anneal_lr)."""
+    num_envs: int = 8
+    """Environment copies stepped together."""
+    n_steps: int = 5
+    """Steps per copy before each update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1: plain n-step returns, as in the paper)."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    use_rms_prop: bool = True
+    """RMSprop (alpha 0.99, eps 1e-5, as the paper and SB3); False for Adam."""
+    rms_prop_eps: float = 1e-5
+    """RMSprop / Adam epsilon."""
+    anneal_lr: bool = False
+    """Anneal the learning rate linearly to 0 over training."""
+    normalize_advantage: bool = False
+    """Normalise advantages over each rollout."""
+    normalize_obs: bool = False
+    """Normalise observations by running mean and std (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    clip_reward: bool | None = None
+    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """MLP widths of the actor and of the critic (image observations use a shared Nature CNN)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh or relu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy output, 1 value output)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of Gaussian policies."""
+    squash_actions: bool = False
+    """Box actions: tanh-squash instead of clipping the Gaussian sample."""
+    seed: int = 0
+    """Seed of the network, sampling and environments."""
+    device: str = "cpu"
+    """Torch device of the network, rollout buffer and environment tensors."""
+    log_interval: int = 2_000
+    """Environment steps between TensorBoard writes (checked after each update)."""
+    checkpoint_interval: int = 100_000
+    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        for name in ("num_envs", "n_steps", "log_interval"):
+            check(self, name, getattr(self, name) >= 1, ">= 1")
+        check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
+        check(self, "learning_rate", self.learning_rate > 0, "> 0")
+        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
+        check(self, "gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]")
+        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
+        check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+
+
+class A2C(Agent):
+    """`A2C(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
+
+    algo = "a2c"
+    config_class = A2CConfig
+    checkpoint_state = ("policy", "optimizer", "nan_guard")
+
+    def __init__(self, env: str | VecEnv, **hyperparameters: Any):
+        env_id = env if isinstance(env, str) else env.env_id
+        self.config = build_config(A2CConfig, hyperparameters, preset_for(self.algo, env_id))
+        cfg = self.config
+        if cfg.clip_reward is None:
+            cfg.clip_reward = env_id.startswith("ALE/")
+        seed_everything(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.env_id = env_id
+        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
+        check_action_space(self.algo, self.env.single_action_space, ACTION_SPACES)
+        self.policy = make_actor_critic(self.env, cfg)
+        params = self.policy.parameters()
+        self.optimizer = (torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps)
+                          if cfg.use_rms_prop else torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.rms_prop_eps))
+        self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+        self.global_step = 0
+        self.num_updates = 0
+        self.total_steps = 0
+        self.obs: torch.Tensor | None = None
+        self.nan_guard = NanGuard(self.device)
+
+    def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
+        """Actions the environment receives for a batch of observations (or one unbatched one)."""
+        return policy_predict(self, obs, deterministic)
+
+    # ----- learning -----------------------------------------------------------------------
+    def _update(self) -> dict[str, torch.Tensor]:
+        """One gradient step on the whole rollout."""
+        cfg, b = self.config, self.buffer
+        if cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * max(1.0 - self.global_step / max(self.total_steps, 1), 0.0)
+        logprob, entropy, value = self.policy.evaluate_actions(b.obs.flatten(0, 1), b.actions.flatten(0, 1))
+        advantages = b.advantages.view(-1)
+        if cfg.normalize_advantage:
+            advantages = normalize_advantages(advantages)
+        policy_loss = -(advantages * logprob).mean()
+        value_loss = (b.returns.view(-1) - value).pow(2).mean()  # SB3's MSE, without the 1/2, so presets port
+        entropy_mean = entropy.mean()
+        loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.nan_guard.record(loss, self.global_step)
+        self.num_updates += 1
+        returns, values = b.returns.view(-1), b.values.view(-1)
+        return {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
+                "losses/entropy": entropy_mean.detach(),
+                "losses/explained_variance": 1 - (returns - values).var() / returns.var().clamp_min(1e-8)}
+
+    def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "A2C":
+        """Train until `total_steps` environment steps of this run (a resumed agent continues up to it);
+        the arguments are those of `PPO.learn`."""
+        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
+                         phases=("rollout", "update")) as run:
+            if self.obs is None:
+                self.obs, _ = self.env.reset(seed=self.config.seed)
+            while self.global_step < total_steps:
+                with run.timing.phase("rollout"):
+                    collect(self, self.config.gamma, self.config.gae_lambda)
+                with run.timing.phase("update"):
+                    stats = self._update()
+                if run.step_done(stats):
+                    break
+        return self

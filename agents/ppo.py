@@ -1,0 +1,223 @@
+"""Proximal Policy Optimization.
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms", with the implementation
+details of Huang et al. 2022, "The 37 Implementation Details of Proximal Policy
+Optimization" (ICLR Blog Track); agents/ppo_details.md maps each detail to this code.
+
+The file reads top to bottom: config, the agent (collecting a rollout, the clipped loss,
+the update epochs, the learn loop), saving and loading. The policy is any module with the
+`ActorCritic` interface, so the same core trains a language model later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.common import (
+    Agent, NanGuard, TrainingRun, check_action_space, collect, make_actor_critic, make_rollout_buffer, make_training_env,
+    policy_predict,
+)
+from agents.presets import preset_for
+from envs.core import VecEnv
+from rlcore.config import build_config, check
+from rlcore.policies import ACTIVATIONS
+from rlcore.rollout import normalize_advantages
+from rlcore.seeding import seed_everything
+
+ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = 3e-4
+    """Adam step size (annealed linearly to 0 when anneal_lr)."""
+    num_envs: int = 8
+    """Environment copies stepped together."""
+    n_steps: int = 128
+    """Steps per copy in each rollout: a rollout holds num_envs * n_steps transitions."""
+    batch_size: int = 256
+    """Transitions per minibatch; must divide num_envs * n_steps."""
+    n_epochs: int = 4
+    """Passes over each rollout."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """Clipping of the probability ratio (annealed linearly to 0 when anneal_clip_range)."""
+    clip_range_vf: float | None = None
+    """Clipping of the value update around the rollout's values; None disables it."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    target_kl: float | None = None
+    """Stop the epochs of an update once the approximate KL exceeds this; None disables it."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over training."""
+    anneal_clip_range: bool = False
+    """Anneal the clip range linearly to 0 over training."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch."""
+    normalize_obs: bool = False
+    """Normalise observations by running mean and std (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    clip_reward: bool | None = None
+    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """MLP widths of the actor and of the critic (image observations use a shared Nature CNN)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh or relu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy output, 1 value output)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of Gaussian policies."""
+    squash_actions: bool = False
+    """Box actions: tanh-squash instead of clipping the Gaussian sample."""
+    adam_eps: float = 1e-5
+    """Adam epsilon (1e-5 as in the original PPO code, not PyTorch's 1e-8)."""
+    seed: int = 0
+    """Seed of the network, sampling, minibatch order and environments."""
+    device: str = "cpu"
+    """Torch device of the network, rollout buffer and environment tensors."""
+    log_interval: int = 2_048
+    """Environment steps between TensorBoard writes (checked after each update)."""
+    checkpoint_interval: int = 100_000
+    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        for name in ("num_envs", "n_steps", "batch_size", "n_epochs", "log_interval"):
+            check(self, name, getattr(self, name) >= 1, ">= 1")
+        check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
+        check(self, "learning_rate", self.learning_rate > 0, "> 0")
+        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
+        check(self, "gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]")
+        check(self, "clip_range", self.clip_range > 0, "> 0")
+        check(self, "clip_range_vf", self.clip_range_vf is None or self.clip_range_vf > 0, "> 0 or None")
+        check(self, "target_kl", self.target_kl is None or self.target_kl > 0, "> 0 or None")
+        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
+        check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+        rollout = self.num_envs * self.n_steps
+        check(self, "batch_size", self.batch_size <= rollout,
+              f"<= the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
+        check(self, "batch_size", rollout % self.batch_size == 0,
+              f"a divisor of the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
+
+
+class PPO(Agent):
+    """`PPO(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
+
+    algo = "ppo"
+    config_class = PPOConfig
+    checkpoint_state = ("policy", "optimizer", "nan_guard")
+
+    def __init__(self, env: str | VecEnv, **hyperparameters: Any):
+        env_id = env if isinstance(env, str) else env.env_id
+        self.config = build_config(PPOConfig, hyperparameters, preset_for(self.algo, env_id))
+        cfg = self.config
+        if cfg.clip_reward is None:
+            cfg.clip_reward = env_id.startswith("ALE/")
+        seed_everything(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.env_id = env_id
+        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
+        check_action_space(self.algo, self.env.single_action_space, ACTION_SPACES)
+        self.policy = make_actor_critic(self.env, cfg)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+        self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+        self.global_step = 0   # environment steps, all copies counted
+        self.num_updates = 0   # rollouts learned from
+        self.total_steps = 0
+        self.obs: torch.Tensor | None = None
+        self.nan_guard = NanGuard(self.device)
+
+    # ----- acting -------------------------------------------------------------------------
+    def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
+        """Actions the environment receives for a batch of observations (or one unbatched one)."""
+        return policy_predict(self, obs, deterministic)
+
+    # ----- learning -----------------------------------------------------------------------
+    def _loss(self, batch, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.config
+        logprob, entropy, value = self.policy.evaluate_actions(batch.obs, batch.actions)
+        log_ratio = logprob - batch.logprobs
+        ratio = log_ratio.exp()
+        advantages = normalize_advantages(batch.advantages) if cfg.normalize_advantage else batch.advantages
+        # Clipped surrogate: the pessimistic (larger) of the two losses.
+        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
+        if cfg.clip_range_vf is None:
+            value_loss = 0.5 * (value - batch.returns).pow(2).mean()
+        else:
+            clipped = batch.values + (value - batch.values).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+            value_loss = 0.5 * torch.max((value - batch.returns).pow(2), (clipped - batch.returns).pow(2)).mean()
+        entropy_mean = entropy.mean()
+        loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+        with torch.no_grad():
+            # The low-variance KL estimator (ratio - 1) - log ratio (Schulman 2020; details #12).
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clipfrac = ((ratio - 1).abs() > clip_range).float().mean()
+        return loss, {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
+                      "losses/entropy": entropy_mean.detach(), "losses/approx_kl": approx_kl,
+                      "losses/clipfrac": clipfrac}
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        progress = self.global_step / max(self.total_steps, 1)
+        frac = max(1.0 - progress, 0.0)
+        if cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = frac * cfg.learning_rate
+        clip_range = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
+        num_minibatches = cfg.n_steps * self.env.num_envs // cfg.batch_size
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        for _ in range(cfg.n_epochs):
+            for batch in self.buffer.minibatches(num_minibatches):
+                loss, stats = self._loss(batch, clip_range)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.nan_guard.record(loss, self.global_step)
+                sums = {k: sums.get(k, 0) + v for k, v in stats.items()}
+                count += 1
+            # Early stop on the last minibatch's KL: one sync per epoch, never per step.
+            if cfg.target_kl is not None and float(stats["losses/approx_kl"]) > cfg.target_kl:
+                break
+        self.num_updates += 1
+        values, returns = self.buffer.values.view(-1), self.buffer.returns.view(-1)
+        explained_var = 1 - (returns - values).var() / returns.var().clamp_min(1e-8)
+        return {**{k: v / count for k, v in sums.items()}, "losses/explained_variance": explained_var,
+                "charts/learning_rate": self.optimizer.param_groups[0]["lr"], "charts/clip_range": clip_range}
+
+    def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "PPO":
+        """Train until `total_steps` environment steps of this run (a resumed agent continues up to it).
+
+        Writes TensorBoard events, checkpoints and `summary.json` to `run_dir` (default
+        `runs/<env>__ppo__<seed>__<time>`). With `eval_every`, evaluates deterministically every
+        so many steps, and stops early once the mean over `eval_episodes` reaches `stop_at_return`.
+        """
+        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
+                         phases=("rollout", "update")) as run:
+            if self.obs is None:
+                self.obs, _ = self.env.reset(seed=self.config.seed)
+            while self.global_step < total_steps:
+                with run.timing.phase("rollout"):
+                    collect(self, self.config.gamma, self.config.gae_lambda)
+                with run.timing.phase("update"):
+                    stats = self._update()
+                if run.step_done(stats):
+                    break
+        return self

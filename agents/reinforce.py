@@ -1,0 +1,165 @@
+"""REINFORCE with a learned baseline.
+
+Williams 1992, "Simple statistical gradient-following algorithms for connectionist
+reinforcement learning": the policy gradient weighted by the Monte-Carlo return-to-go G_t,
+minus a learned state-value baseline V(s_t) that cuts variance without bias (Sutton & Barto
+2018, section 13.4). The baseline is fitted by regression to G_t.
+
+Departure from the textbook, for batched collection: returns run over fixed rollouts of
+n_steps per copy, not whole episodes. Where a rollout cuts an episode, or a time limit
+truncates it, G_t is bootstrapped from V of the true final observation (lambda = 1 GAE
+computes exactly this); terminations end the return. With n_steps at least the episode
+length this is the plain Monte-Carlo estimator.
+
+The file reads top to bottom: config, the agent (loss, update, learn loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.common import (
+    Agent, NanGuard, TrainingRun, check_action_space, collect, make_actor_critic, make_rollout_buffer, make_training_env,
+    policy_predict,
+)
+from agents.presets import preset_for
+from envs.core import VecEnv
+from rlcore.config import build_config, check
+from rlcore.policies import ACTIVATIONS
+from rlcore.rollout import normalize_advantages
+from rlcore.seeding import seed_everything
+
+ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
+
+
+@dataclass
+class REINFORCEConfig:
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    num_envs: int = 8
+    """Environment copies stepped together."""
+    n_steps: int = 500
+    """Steps per copy in each rollout (returns are bootstrapped only where a rollout cuts an episode)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Baseline (value regression) loss weight."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    normalize_advantage: bool = True
+    """Normalise G_t - V(s_t) over each rollout."""
+    normalize_obs: bool = False
+    """Normalise observations by running mean and std (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    clip_reward: bool | None = None
+    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """MLP widths of the policy and of the baseline (image observations use a shared Nature CNN)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh or relu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy output, 1 value output)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of Gaussian policies."""
+    squash_actions: bool = False
+    """Box actions: tanh-squash instead of clipping the Gaussian sample."""
+    seed: int = 0
+    """Seed of the network, sampling and environments."""
+    device: str = "cpu"
+    """Torch device of the network, rollout buffer and environment tensors."""
+    log_interval: int = 4_000
+    """Environment steps between TensorBoard writes (checked after each update)."""
+    checkpoint_interval: int = 100_000
+    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        for name in ("num_envs", "n_steps", "log_interval"):
+            check(self, name, getattr(self, name) >= 1, ">= 1")
+        check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
+        check(self, "learning_rate", self.learning_rate > 0, "> 0")
+        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
+        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
+        check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+
+
+class REINFORCE(Agent):
+    """`REINFORCE(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
+
+    algo = "reinforce"
+    config_class = REINFORCEConfig
+    checkpoint_state = ("policy", "optimizer", "nan_guard")
+
+    def __init__(self, env: str | VecEnv, **hyperparameters: Any):
+        env_id = env if isinstance(env, str) else env.env_id
+        self.config = build_config(REINFORCEConfig, hyperparameters, preset_for(self.algo, env_id))
+        cfg = self.config
+        if cfg.clip_reward is None:
+            cfg.clip_reward = env_id.startswith("ALE/")
+        seed_everything(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.env_id = env_id
+        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
+        check_action_space(self.algo, self.env.single_action_space, ACTION_SPACES)
+        self.policy = make_actor_critic(self.env, cfg)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+        self.global_step = 0
+        self.num_updates = 0
+        self.total_steps = 0
+        self.obs: torch.Tensor | None = None
+        self.nan_guard = NanGuard(self.device)
+
+    def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
+        """Actions the environment receives for a batch of observations (or one unbatched one)."""
+        return policy_predict(self, obs, deterministic)
+
+    # ----- learning -----------------------------------------------------------------------
+    def _update(self) -> dict[str, torch.Tensor]:
+        """One gradient step: the policy gradient with baseline, and the baseline's regression."""
+        cfg, b = self.config, self.buffer
+        logprob, entropy, value = self.policy.evaluate_actions(b.obs.flatten(0, 1), b.actions.flatten(0, 1))
+        returns = b.returns.view(-1)  # G_t: lambda = 1 advantages plus the baseline they subtracted
+        advantages = returns - b.values.view(-1)
+        if cfg.normalize_advantage:
+            advantages = normalize_advantages(advantages)
+        policy_loss = -(advantages * logprob).mean()
+        value_loss = 0.5 * (returns - value).pow(2).mean()
+        entropy_mean = entropy.mean()
+        loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.nan_guard.record(loss, self.global_step)
+        self.num_updates += 1
+        return {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
+                "losses/entropy": entropy_mean.detach(),
+                "losses/explained_variance": 1 - (returns - b.values.view(-1)).var() / returns.var().clamp_min(1e-8)}
+
+    def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "REINFORCE":
+        """Train until `total_steps` environment steps of this run (a resumed agent continues up to it);
+        the arguments are those of `PPO.learn`."""
+        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
+                         phases=("rollout", "update")) as run:
+            if self.obs is None:
+                self.obs, _ = self.env.reset(seed=self.config.seed)
+            while self.global_step < total_steps:
+                with run.timing.phase("rollout"):
+                    collect(self, self.config.gamma, 1.0)
+                with run.timing.phase("update"):
+                    stats = self._update()
+                if run.step_done(stats):
+                    break
+        return self

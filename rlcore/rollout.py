@@ -1,0 +1,298 @@
+"""On-policy rollouts: generalised advantage estimation and the rollout buffer.
+
+Data is time-major, ``[T, N, ...]`` (T steps of N parallel envs), preallocated on one
+device. Observations are stored with whatever shape and dtype they come in (float vectors,
+uint8 frames, int64 token ids), so the same buffer serves an MLP on CartPole and a
+language model whose observations are padded token sequences.
+
+Conventions (shared with ``envs.core``): step ``t`` of env ``n`` saw ``obs[t, n]``, took
+``actions[t, n]``, got ``rewards[t, n]`` and led to the observation ``s'`` that the VecEnv
+returned as ``info["final_obs"][n]`` -- the true last observation where the episode ended,
+the next step's observation otherwise. ``terminated`` and ``truncated`` stay separate: a
+termination has no future (V(s') = 0); a truncation (time limit) cuts the episode short but
+s' still has a value, so it is bootstrapped from V(s').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+def _gae_dtype(*tensors: Tensor) -> torch.dtype:
+    # float64 inputs (tests, references) stay exact; anything else (float32 values, bf16 from a
+    # mixed-precision critic) accumulates in float32, since the recursion sums T terms.
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def compute_gae(
+    rewards: Tensor,
+    values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    final_values: Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) with truncation bootstrapping.
+
+    Every input is ``[T, N]``; ``terminated``/``truncated`` are bool. ``values[t] = V(s_t)``
+    and ``final_values[t] = V(s')`` for the observation ``s'`` that step ``t`` led to: the true
+    final observation where the episode ended (``info["final_obs"]``), so it equals
+    ``values[t + 1]`` on steps that did not end an episode, and for ``t = T - 1`` it is the
+    bootstrap value of the observation after the rollout. Then::
+
+        delta_t = r_t + gamma * (1 - terminated_t) * final_values[t] - values[t]
+        A_t     = delta_t + gamma * lam * (1 - (terminated_t | truncated_t)) * A_{t+1}
+        returns = A + values
+
+    A truncation therefore bootstraps from V(final obs) and stops the trace (the next row is
+    another episode); a termination does neither. CleanRL, PureJaxRL and PufferLib merge the
+    two flags into one ``done``, which treats a time limit as death (no bootstrap) or, where
+    they bootstrap, uses the value of the reset observation of the next episode; SB3 fixed
+    this in its issue #633. Here they are never merged.
+
+    Returns ``(advantages, returns)``, ``[T, N]`` float32 (float64 if any input is float64).
+    """
+    shape = tuple(rewards.shape)
+    if len(shape) != 2:
+        raise ValueError(f"compute_gae: rewards must be [T, N], got shape {shape}.")
+    for name, x in (("values", values), ("terminated", terminated), ("truncated", truncated),
+                    ("final_values", final_values)):
+        if tuple(x.shape) != shape:
+            raise ValueError(f"compute_gae: {name} has shape {tuple(x.shape)}, expected {shape} like rewards.")
+    if terminated.dtype != torch.bool or truncated.dtype != torch.bool:
+        raise ValueError(f"compute_gae: terminated and truncated must be bool, got {terminated.dtype} "
+                         f"and {truncated.dtype}.")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"compute_gae: gamma = {gamma!r} is invalid: must be in [0, 1].")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"compute_gae: lam = {lam!r} is invalid: must be in [0, 1].")
+
+    dtype = _gae_dtype(rewards, values, final_values)
+    values = values.to(dtype)
+    not_terminated = (~terminated).to(dtype)
+    # The trace continues only into a step of the same episode.
+    trace = gamma * lam * (~(terminated | truncated)).to(dtype)
+    # All TD errors at once; only the accumulation below is sequential.
+    deltas = rewards.to(dtype) + gamma * not_terminated * final_values.to(dtype) - values
+    advantages = torch.empty_like(deltas)
+    running = torch.zeros_like(deltas[0])
+    for t in range(shape[0] - 1, -1, -1):
+        running = deltas[t] + trace[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """``(A - mean) / (std + eps)`` over all elements, or over ``mask``ed elements only.
+
+    ``mask`` (bool, same shape) marks real entries, e.g. the generated tokens of padded
+    language-model sequences: padding neither shifts the statistics nor receives a value
+    (it is set to 0, so it adds nothing to a policy-gradient loss). The std uses Bessel's
+    correction like CleanRL's and SB3's ``.std()``; a single element normalises to 0, not NaN.
+    Statistics stay on the device: no host sync.
+    """
+    if mask is None:
+        mean = advantages.mean()
+        var = (advantages - mean).square().sum() / max(advantages.numel() - 1, 1)
+        return (advantages - mean) / (var.sqrt() + eps)
+    if tuple(mask.shape) != tuple(advantages.shape) or mask.dtype != torch.bool:
+        raise ValueError(f"normalize_advantages: mask must be bool with the advantages' shape "
+                         f"{tuple(advantages.shape)}, got {mask.dtype} {tuple(mask.shape)}.")
+    weight = mask.to(advantages.dtype)
+    count = weight.sum()
+    mean = (advantages * weight).sum() / count.clamp(min=1)
+    var = ((advantages - mean).square() * weight).sum() / (count - 1).clamp(min=1)
+    return torch.where(mask, (advantages - mean) / (var.sqrt() + eps), 0.0)
+
+
+class RolloutBatch(NamedTuple):
+    """A minibatch of flattened transitions; every field has leading dimension B, on the buffer's device."""
+
+    obs: Tensor
+    """[B, *obs_shape], stored dtype."""
+    actions: Tensor
+    """[B, *action_shape], stored dtype."""
+    logprobs: Tensor
+    """[B] float32, log-probability of the action under the policy that collected it."""
+    values: Tensor
+    """[B] float32, V(s) at collection time (for value clipping)."""
+    advantages: Tensor
+    """[B] float32, GAE advantages (not normalised: the agent decides whether and over what)."""
+    returns: Tensor
+    """[B] float32, advantages + values: the value target."""
+
+
+class RolloutBuffer:
+    """T steps of N envs for one policy-gradient update, preallocated on ``device``.
+
+    Per iteration: ``reset()``; ``add(...)`` once per env step (keyword arguments, so a
+    swapped reward and value cannot go unnoticed); ``compute_returns_and_advantages(...)``;
+    then ``minibatches(...)`` once per epoch. Fields are public ``[T, N, ...]`` tensors:
+    ``obs``, ``actions``, ``logprobs``, ``rewards``, ``values``, ``terminated``,
+    ``truncated``, ``final_values``, ``advantages``, ``returns`` (the scalars float32).
+
+    Nothing reads a tensor value on the host: positions are Python ints and shapes are metadata.
+    """
+
+    def __init__(
+        self,
+        num_steps: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: torch.dtype,
+        action_shape: tuple[int, ...],
+        action_dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        name = type(self).__name__
+        for field, value in (("num_steps", num_steps), ("num_envs", num_envs)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name}.{field} = {value!r} is invalid: must be an int >= 1.")
+        if not all(isinstance(d, int) and d >= 1 for d in obs_shape):
+            raise ValueError(f"{name}.obs_shape = {obs_shape!r} is invalid: must be a tuple of ints >= 1.")
+        if not all(isinstance(d, int) and d >= 1 for d in action_shape):
+            raise ValueError(f"{name}.action_shape = {action_shape!r} is invalid: must be a tuple of ints >= 1 "
+                             "(() for discrete actions).")
+        for field, value in (("obs_dtype", obs_dtype), ("action_dtype", action_dtype)):
+            if not isinstance(value, torch.dtype):
+                raise ValueError(f"{name}.{field} = {value!r} is invalid: must be a torch.dtype.")
+
+        self.num_steps, self.num_envs = num_steps, num_envs
+        self.obs_shape, self.action_shape = tuple(obs_shape), tuple(action_shape)
+        self.device = torch.device(device)
+        T, N, dev = num_steps, num_envs, self.device
+        # Every slot is written by `add` before it is read, so the big tensors need no zero fill.
+        self.obs = torch.empty((T, N, *obs_shape), dtype=obs_dtype, device=dev)
+        self.actions = torch.empty((T, N, *action_shape), dtype=action_dtype, device=dev)
+        self.logprobs = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self.rewards = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self.values = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self.terminated = torch.zeros((T, N), dtype=torch.bool, device=dev)
+        self.truncated = torch.zeros((T, N), dtype=torch.bool, device=dev)
+        self.final_values = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self.advantages = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self.returns = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self._pos = 0  # next step to write
+        self._computed = False  # advantages/returns match the stored steps
+
+    def __len__(self) -> int:
+        """Transitions stored so far (``steps * num_envs``)."""
+        return self._pos * self.num_envs
+
+    @property
+    def full(self) -> bool:
+        return self._pos == self.num_steps
+
+    def reset(self) -> None:
+        """Start a new rollout; the storage is reused, not cleared."""
+        self._pos = 0
+        self._computed = False
+
+    def _check_shape(self, name: str, x: Tensor, shape: tuple[int, ...]) -> None:
+        # Shapes are host metadata: checking them is free and catches e.g. a critic's [N, 1]
+        # output silently broadcasting against [N].
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{type(self).__name__}.add: {name} has shape {tuple(x.shape)}, expected {shape}.")
+
+    def add(
+        self,
+        *,
+        obs: Tensor,
+        actions: Tensor,
+        logprobs: Tensor,
+        values: Tensor,
+        rewards: Tensor,
+        terminated: Tensor,
+        truncated: Tensor,
+        final_values: Tensor,
+    ) -> None:
+        """Store one step of all envs; each argument is ``[num_envs, ...]``.
+
+        ``obs`` is the observation the action was taken in, ``values`` its V(s).
+        ``final_values`` is V(``info["final_obs"]``), the value of the observation the step
+        led to. It is only read where the step ended an episode: elsewhere that observation is
+        the next step's ``obs``, whose value ``compute_returns_and_advantages`` takes from
+        ``values`` (or ``last_values``). So an agent may evaluate the critic on ``final_obs``
+        for every env, or only for the envs that ended and pass anything (e.g. 0) elsewhere.
+        """
+        if self._pos == self.num_steps:
+            raise RuntimeError(f"{type(self).__name__}.add: all {self.num_steps} steps are stored; "
+                               "call reset() before collecting the next rollout.")
+        N = self.num_envs
+        self._check_shape("obs", obs, (N, *self.obs_shape))
+        self._check_shape("actions", actions, (N, *self.action_shape))
+        for name, x in (("logprobs", logprobs), ("values", values), ("rewards", rewards),
+                        ("terminated", terminated), ("truncated", truncated), ("final_values", final_values)):
+            self._check_shape(name, x, (N,))
+        t = self._pos
+        self.obs[t].copy_(obs)
+        self.actions[t].copy_(actions)
+        self.logprobs[t].copy_(logprobs)
+        self.values[t].copy_(values)
+        self.rewards[t].copy_(rewards)
+        self.terminated[t].copy_(terminated)
+        self.truncated[t].copy_(truncated)
+        self.final_values[t].copy_(final_values)
+        self._pos = t + 1
+        self._computed = False
+
+    def compute_returns_and_advantages(self, last_values: Tensor, gamma: float, lam: float) -> None:
+        """Fill ``advantages`` and ``returns`` with ``compute_gae`` over the full rollout.
+
+        ``last_values`` (``[num_envs]``) is V of the observation after the last step (the obs
+        the rollout loop would act on next). First ``final_values`` is completed to
+        ``compute_gae``'s convention: where a step did not end an episode it becomes the next
+        step's value (``last_values`` for the last step).
+        """
+        if not self.full:
+            raise RuntimeError(f"{type(self).__name__}.compute_returns_and_advantages: {self._pos} of "
+                               f"{self.num_steps} steps stored; the rollout must be complete.")
+        N = self.num_envs
+        if tuple(last_values.shape) != (N,):
+            raise ValueError(f"{type(self).__name__}.compute_returns_and_advantages: last_values has shape "
+                             f"{tuple(last_values.shape)}, expected {(N,)}.")
+        next_values = torch.cat((self.values[1:], last_values.to(self.values).view(1, N)))
+        ended = self.terminated | self.truncated
+        self.final_values.copy_(torch.where(ended, self.final_values, next_values))
+        advantages, returns = compute_gae(self.rewards, self.values, self.terminated, self.truncated,
+                                          self.final_values, gamma, lam)
+        self.advantages.copy_(advantages)
+        self.returns.copy_(returns)
+        self._computed = True
+
+    def minibatches(self, num_minibatches: int, generator: torch.Generator | None = None) -> Iterator[RolloutBatch]:
+        """One epoch: a random permutation of all ``T * N`` transitions in ``num_minibatches`` equal chunks.
+
+        The permutation comes from ``generator``, or the global torch RNG (so
+        ``torch.manual_seed`` reproduces a run). Chunks must be equal, so ``num_minibatches``
+        must divide ``T * N``; an uneven last chunk would weigh its samples differently.
+        """
+        name = type(self).__name__
+        total = self.num_steps * self.num_envs
+        if not (isinstance(num_minibatches, int) and 1 <= num_minibatches <= total and total % num_minibatches == 0):
+            raise ValueError(
+                f"{name}.minibatches: num_minibatches = {num_minibatches!r} is invalid: must be an int between "
+                f"1 and num_steps * num_envs = {self.num_steps} * {self.num_envs} = {total} that divides {total}.")
+        if not self._computed:
+            raise RuntimeError(f"{name}.minibatches: call compute_returns_and_advantages() after the last add().")
+        # Checks and the permutation draw happen at call time; only the gathers wait for iteration.
+        perm_device = generator.device if generator is not None else self.device
+        perm = torch.randperm(total, generator=generator, device=perm_device).to(self.device)
+        return self._gather(perm.split(total // num_minibatches))
+
+    def _gather(self, chunks: tuple[Tensor, ...]) -> Iterator[RolloutBatch]:
+        flat = RolloutBatch(
+            obs=self.obs.flatten(0, 1),
+            actions=self.actions.flatten(0, 1),
+            logprobs=self.logprobs.view(-1),
+            values=self.values.view(-1),
+            advantages=self.advantages.view(-1),
+            returns=self.returns.view(-1),
+        )
+        for idx in chunks:
+            yield RolloutBatch(*(field.index_select(0, idx) for field in flat))

@@ -1,0 +1,139 @@
+"""PPO, A2C and REINFORCE: losses, determinism, resume, action spaces, bad input, learning."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+from agents import A2C, PPO, REINFORCE
+from agents.common import check_action_space
+from rlcore import evaluate
+from rlcore.checkpoint import CHECKPOINT_NAME
+from rlcore.config import ConfigError
+from rlcore.rollout import RolloutBatch
+
+AGENTS = {
+    "ppo": (PPO, dict(num_envs=4, n_steps=32, batch_size=64, n_epochs=2, log_interval=128, checkpoint_interval=0)),
+    "a2c": (A2C, dict(num_envs=4, n_steps=8, log_interval=128, checkpoint_interval=0)),
+    "reinforce": (REINFORCE, dict(num_envs=4, n_steps=32, log_interval=128, checkpoint_interval=0)),
+}
+
+
+def _params(agent) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in agent.policy.parameters()]
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_each_agent_runs_on_discrete_and_continuous_actions(algo, env_id, tmp_path: Path):
+    cls, small = AGENTS[algo]
+    agent = cls(env_id, **small, seed=0).learn(512, run_dir=tmp_path, progress=False)
+    assert agent.global_step >= 512 and agent.num_updates >= 1
+    action = agent.predict(torch.zeros(3, *agent.env.single_observation_space.shape))
+    space = agent.env.single_action_space
+    if isinstance(space, gym.spaces.Box):
+        assert action.shape == (3, *space.shape)
+        assert (action >= torch.as_tensor(space.low)).all() and (action <= torch.as_tensor(space.high)).all()
+    else:
+        assert action.shape == (3,)
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
+def test_seeded_runs_are_identical(algo, tmp_path: Path):
+    cls, small = AGENTS[algo]
+    a = cls("CartPole-v1", **small, seed=5).learn(512, run_dir=tmp_path / "a", progress=False)
+    b = cls("CartPole-v1", **small, seed=5).learn(512, run_dir=tmp_path / "b", progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(a), _params(b)))
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
+def test_interrupted_and_resumed_run_matches_uninterrupted(algo, tmp_path: Path):
+    cls, small = AGENTS[algo]
+    config = {**small, "seed": 2, "normalize_obs": True}
+    straight = cls("CartPole-v1", **config).learn(1_024, run_dir=tmp_path / "a", progress=False)
+
+    interrupted = cls("CartPole-v1", **config)
+    inner, calls = interrupted.env.unwrapped, [0]
+    original = inner.step
+
+    def step(action):
+        calls[0] += 1
+        if calls[0] == 70:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(action)
+
+    inner.step = step
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.learn(1_024, run_dir=tmp_path / "b", progress=False)
+    resumed = cls.load(tmp_path / "b" / CHECKPOINT_NAME)
+    assert 0 < resumed.global_step < 1_024
+    resumed.learn(1_024, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(straight), _params(resumed)))
+
+
+def test_ppo_clipped_surrogate_and_statistics_by_hand():
+    agent = PPO("CartPole-v1", num_envs=1, n_steps=4, batch_size=4, normalize_advantage=False)
+    obs = torch.zeros(4, 4)
+    actions = torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        logprob, _, value = agent.policy.evaluate_actions(obs, actions)
+    # Old log-probs chosen so the ratios are 1.5, 0.5, 1.1, 1.0 exactly.
+    ratio = torch.tensor([1.5, 0.5, 1.1, 1.0])
+    advantages = torch.tensor([2.0, 1.0, -1.0, 3.0])
+    batch = RolloutBatch(obs=obs, actions=actions, logprobs=logprob - ratio.log(), values=value,
+                         advantages=advantages, returns=value)
+    loss, stats = agent._loss(batch, clip_range=0.2)
+    # max(-A r, -A clip(r)): 1.5 -> -2*1.2; 0.5 -> -1*0.5 (clip to 0.8 would be smaller loss); 1.1 -> 1.1; 1.0 -> -3
+    expected = torch.tensor([-2.0 * 1.2, -1.0 * 0.5, 1.0 * 1.1, -3.0]).mean()
+    assert torch.allclose(stats["losses/policy_loss"], expected, atol=1e-5)
+    assert torch.allclose(stats["losses/clipfrac"], torch.tensor(0.5))  # 1.5 and 0.5 lie outside [0.8, 1.2]
+    kl = ((ratio - 1) - ratio.log()).mean()
+    assert torch.allclose(stats["losses/approx_kl"], kl, atol=1e-5)
+    assert torch.allclose(stats["losses/value_loss"], torch.tensor(0.0))
+
+
+def test_ppo_value_clipping_takes_the_larger_loss():
+    agent = PPO("CartPole-v1", num_envs=1, n_steps=2, batch_size=2, clip_range_vf=0.1, normalize_advantage=False)
+    obs = torch.zeros(2, 4)
+    actions = torch.tensor([0, 1])
+    with torch.no_grad():
+        logprob, _, value = agent.policy.evaluate_actions(obs, actions)
+    old_values = value - torch.tensor([0.5, 0.0])  # the first moved 0.5, clipped back to 0.1
+    returns = value + 1.0
+    batch = RolloutBatch(obs=obs, actions=actions, logprobs=logprob, values=old_values,
+                         advantages=torch.zeros(2), returns=returns)
+    _, stats = agent._loss(batch, clip_range=0.2)
+    # unclipped errors: 1.0, 1.0; clipped: first is old+0.1 -> error 1.4; second 1.0. max -> 1.4^2, 1.0
+    assert torch.allclose(stats["losses/value_loss"], torch.tensor(0.5 * (1.4**2 + 1.0) / 2), atol=1e-5)
+
+
+def test_inconsistent_rollout_settings_are_refused_naming_both_values():
+    with pytest.raises(ConfigError, match=r"batch_size = 512 is invalid: must be <= the rollout size num_envs \* n_steps = 2 \* 128 = 256"):
+        PPO("CartPole-v1", num_envs=2, n_steps=128, batch_size=512)
+    with pytest.raises(ConfigError, match=r"batch_size = 100 is invalid: must be a divisor of the rollout size .* = 256"):
+        PPO("CartPole-v1", num_envs=2, n_steps=128, batch_size=100)
+
+
+def test_unsupported_action_space_names_space_and_agents():
+    with pytest.raises(ValueError, match=r"PPO needs a Discrete or Box or MultiDiscrete action space, but the environment has MultiBinary"):
+        check_action_space("ppo", gym.spaces.MultiBinary(3), (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete))
+    with pytest.raises(ValueError, match=r"Agents that fit: ppo, a2c, reinforce"):
+        check_action_space("dqn", gym.spaces.Box(-1, 1, (2,)), (gym.spaces.Discrete,))
+
+
+def test_ppo_solves_cartpole(tmp_path: Path):
+    """A small learning test: the preset, stopped at a 20-episode greedy mean of 475."""
+    agent = PPO("CartPole-v1", seed=0).learn(100_000, run_dir=tmp_path, progress=False, eval_every=10_000,
+                                             stop_at_return=475)
+    assert agent.summary.get("steps_to_threshold") is not None, agent.summary
+    assert evaluate(agent, "CartPole-v1", episodes=10, seed=7)[0] >= 400
+
+
+def test_a2c_learns_cartpole(tmp_path: Path):
+    agent = A2C("CartPole-v1", seed=0).learn(40_000, run_dir=tmp_path, progress=False)
+    assert evaluate(agent, "CartPole-v1", episodes=10, seed=7)[0] >= 150

@@ -1,0 +1,228 @@
+"""rlcore.rollout against hand-computed values: GAE (bootstrap, termination, truncation),
+its limits (Monte-Carlo, one-step TD), advantage normalisation and the rollout buffer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlcore.rollout import (
+    RolloutBatch,
+    RolloutBuffer,
+    compute_gae,
+    normalize_advantages,
+)
+
+GAMMA, LAM = 0.5, 0.5  # powers of two: every hand-computed value below is exact in binary floating point
+
+# [T=4, N=3]; columns: (a) runs on and bootstraps from V = 4 after the rollout,
+# (b) terminates at t=1 (V(final obs) = 5 must be ignored), (c) truncates at t=2 (bootstraps from V = 6).
+REWARDS = [[1.0, 1.0, 0.0], [2.0, 1.0, 1.0], [3.0, 1.0, 2.0], [4.0, 1.0, 3.0]]
+VALUES = [[0.5, 2.0, 1.0], [1.0, 1.0, 2.0], [1.5, 3.0, 1.0], [2.0, 2.0, 3.0]]
+# values[t + 1] where the step did not end an episode, V(final obs) where it did, the bootstrap at t = T-1.
+FINAL_VALUES = [[1.0, 1.0, 2.0], [1.5, 5.0, 1.0], [2.0, 2.0, 6.0], [4.0, 4.0, 2.0]]
+TERMINATED = [[False, False, False], [False, True, False], [False, False, False], [False, False, False]]
+TRUNCATED = [[False, False, False], [False, False, False], [False, False, True], [False, False, False]]
+LAST_VALUES = [4.0, 4.0, 2.0]
+
+# delta_t = r_t + gamma * (1 - terminated_t) * final_values[t] - values[t]
+DELTAS = [
+    [1 + 0.5 * 1.0 - 0.5, 1 + 0.5 * 1.0 - 2.0, 0 + 0.5 * 2.0 - 1.0],  # [1.0, -0.5, 0.0]
+    [2 + 0.5 * 1.5 - 1.0, 1 + 0.0 * 5.0 - 1.0, 1 + 0.5 * 1.0 - 2.0],  # [1.75, 0.0, -0.5]
+    [3 + 0.5 * 2.0 - 1.5, 1 + 0.5 * 2.0 - 3.0, 2 + 0.5 * 6.0 - 1.0],  # [2.5, -1.0, 4.0]
+    [4 + 0.5 * 4.0 - 2.0, 1 + 0.5 * 4.0 - 2.0, 3 + 0.5 * 2.0 - 3.0],  # [4.0, 1.0, 1.0]
+]
+# A_t = delta_t + gamma * lam (= 0.25) * A_{t+1}, the trace cut after b's t=1 and c's t=2.
+ADVANTAGES = [
+    [1.0 + 0.25 * 2.625, -0.5 + 0.25 * 0.0, 0.0 + 0.25 * 0.5],  # [1.65625, -0.5, 0.125]
+    [1.75 + 0.25 * 3.5, 0.0, -0.5 + 0.25 * 4.0],  # [2.625, 0.0, 0.5]
+    [2.5 + 0.25 * 4.0, -1.0 + 0.25 * 1.0, 4.0],  # [3.5, -0.75, 4.0]
+    [4.0, 1.0, 1.0],
+]
+
+
+def t(x, dtype=torch.float32) -> torch.Tensor:
+    return torch.tensor(x, dtype=dtype)
+
+
+def example_inputs(dtype=torch.float32) -> tuple[torch.Tensor, ...]:
+    return (t(REWARDS, dtype), t(VALUES, dtype), t(TERMINATED, torch.bool), t(TRUNCATED, torch.bool),
+            t(FINAL_VALUES, dtype))
+
+
+# ------------------------------------------------------------------------------- GAE
+
+
+def test_gae_hand_computed_bootstrap_termination_truncation() -> None:
+    adv, ret = compute_gae(*example_inputs(), gamma=GAMMA, lam=LAM)
+    assert adv.dtype == torch.float32 and adv.shape == (4, 3)
+    assert adv.tolist() == ADVANTAGES
+    expected_returns = [[a + v for a, v in zip(ra, rv)] for ra, rv in zip(ADVANTAGES, VALUES)]
+    assert ret.tolist() == expected_returns
+    # Spot checks written out in full: column (b) restarts at t=2, column (c)'s t=2 sees no later step.
+    assert adv[1, 1].item() == 1.0 + 0.0 * 5.0 - 1.0
+    assert adv[2, 2].item() == 2.0 + 0.5 * 6.0 - 1.0
+
+
+def test_gae_keeps_float64() -> None:
+    adv, ret = compute_gae(*example_inputs(torch.float64), gamma=GAMMA, lam=LAM)
+    assert adv.dtype == ret.dtype == torch.float64
+    assert adv.tolist() == ADVANTAGES
+
+
+def test_truncation_bootstraps_where_termination_does_not() -> None:
+    rewards, values, terminated, truncated, final_values = example_inputs()
+    adv_trunc, _ = compute_gae(rewards, values, terminated, truncated, final_values, GAMMA, LAM)
+    # Same data with column (c)'s truncation at t=2 turned into a termination.
+    flipped_term, flipped_trunc = terminated.clone(), truncated.clone()
+    flipped_term[2, 2], flipped_trunc[2, 2] = True, False
+    adv_term, _ = compute_gae(rewards, values, flipped_term, flipped_trunc, final_values, GAMMA, LAM)
+    diff = adv_trunc - adv_term
+    # At the ending step the difference is exactly the bootstrap gamma * V(final obs) = 0.5 * 6;
+    # earlier steps of that episode see it discounted by (gamma * lam)^k, later ones not at all.
+    assert diff[:, 2].tolist() == [0.25**2 * 3.0, 0.25 * 3.0, 0.5 * 6.0, 0.0]
+    assert diff[:, :2].abs().max().item() == 0.0
+
+
+def test_gamma_one_lambda_one_is_monte_carlo_return_to_go() -> None:
+    # One env, episodes ending (terminated) at t=1 and t=3: returns are the rewards still to come.
+    rewards = t([[1.0], [2.0], [3.0], [4.0]])
+    values = torch.randn(4, 1)  # any baseline: returns = advantages + values do not depend on it
+    terminated = t([[False], [True], [False], [True]], torch.bool)
+    truncated = torch.zeros(4, 1, dtype=torch.bool)
+    final_values = torch.cat((values[1:], torch.randn(1, 1)))
+    final_values[1] = 123.0  # V(final obs) of a terminated step is never used
+    adv, ret = compute_gae(rewards, values, terminated, truncated, final_values, gamma=1.0, lam=1.0)
+    torch.testing.assert_close(ret, t([[3.0], [2.0], [7.0], [4.0]]))
+    torch.testing.assert_close(adv, ret - values)
+
+
+def test_lambda_zero_is_one_step_td() -> None:
+    gen = torch.Generator().manual_seed(0)
+    rewards, values, final_values = (torch.randn(5, 4, generator=gen) for _ in range(3))
+    terminated = torch.rand(5, 4, generator=gen) < 0.3
+    truncated = (torch.rand(5, 4, generator=gen) < 0.3) & ~terminated
+    adv, ret = compute_gae(rewards, values, terminated, truncated, final_values, gamma=0.9, lam=0.0)
+    td_error = rewards + 0.9 * (~terminated).float() * final_values - values
+    torch.testing.assert_close(adv, td_error)
+    torch.testing.assert_close(ret, rewards + 0.9 * (~terminated).float() * final_values)
+
+
+def test_gae_rejects_mismatched_inputs() -> None:
+    rewards, values, terminated, truncated, final_values = example_inputs()
+    with pytest.raises(ValueError, match="values has shape"):
+        compute_gae(rewards, values[:3], terminated, truncated, final_values, GAMMA, LAM)
+    with pytest.raises(ValueError, match="bool"):
+        compute_gae(rewards, values, terminated.float(), truncated, final_values, GAMMA, LAM)
+    with pytest.raises(ValueError, match="lam"):
+        compute_gae(rewards, values, terminated, truncated, final_values, GAMMA, 1.5)
+
+
+# -------------------------------------------------------------------- normalisation
+
+
+def test_normalize_advantages_plain_and_masked() -> None:
+    # mean 2, Bessel std 1.
+    assert normalize_advantages(t([1.0, 2.0, 3.0]), eps=0.0).tolist() == [-1.0, 0.0, 1.0]
+    adv = t([[1.0, 100.0], [2.0, -50.0], [3.0, 7.0]])
+    mask = t([[True, False], [True, False], [True, False]], torch.bool)
+    # Padding (100, -50, 7) neither shifts the statistics nor keeps a value.
+    assert normalize_advantages(adv, mask, eps=0.0).tolist() == [[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]
+    # A single element normalises to 0, not NaN.
+    assert normalize_advantages(t([5.0])).tolist() == [0.0]
+    single = torch.zeros(3, 2, dtype=torch.bool)
+    single[0, 0] = True
+    assert normalize_advantages(adv, single).tolist() == [[0.0, 0.0]] * 3
+    with pytest.raises(ValueError, match="mask"):
+        normalize_advantages(adv, mask[:2])
+
+
+# ------------------------------------------------------------------------------- buffer
+
+
+def filled_buffer(obs_shape=(2,), obs_dtype=torch.float32) -> RolloutBuffer:
+    """The hand-computed example stored step by step; obs, action and logprob encode the flat index."""
+    buf = RolloutBuffer(4, 3, obs_shape, obs_dtype, (), torch.long)
+    for step in range(4):
+        index = torch.arange(3) + 3 * step
+        # final_values only matters where an episode ended: pass junk elsewhere to prove it.
+        final_values = torch.where(t(TERMINATED[step], torch.bool) | t(TRUNCATED[step], torch.bool),
+                                   t(FINAL_VALUES[step]), -99.0)
+        buf.add(
+            obs=index.view(3, *[1] * len(obs_shape)).expand(3, *obs_shape).to(obs_dtype),
+            actions=index,
+            logprobs=-index.float(),
+            values=t(VALUES[step]),
+            rewards=t(REWARDS[step]),
+            terminated=t(TERMINATED[step], torch.bool),
+            truncated=t(TRUNCATED[step], torch.bool),
+            final_values=final_values,
+        )
+    buf.compute_returns_and_advantages(t(LAST_VALUES), GAMMA, LAM)
+    return buf
+
+
+def test_buffer_completes_final_values_and_matches_hand_computed_gae() -> None:
+    buf = filled_buffer()
+    assert len(buf) == 12 and buf.full
+    assert buf.final_values.tolist() == FINAL_VALUES
+    assert buf.advantages.tolist() == ADVANTAGES
+    torch.testing.assert_close(buf.returns, t(ADVANTAGES) + t(VALUES))
+
+
+def test_minibatches_cover_every_transition_once_per_epoch() -> None:
+    buf = filled_buffer()
+    for _ in range(3):
+        seen = []
+        for batch in buf.minibatches(4):
+            assert isinstance(batch, RolloutBatch)
+            assert batch.obs.shape == (3, 2) and batch.actions.shape == (3,)
+            index = batch.actions
+            # Every field of a row comes from the same transition.
+            assert torch.equal(batch.obs[:, 0].long(), index) and torch.equal(batch.logprobs, -index.float())
+            assert torch.equal(batch.values, buf.values.view(-1)[index])
+            assert torch.equal(batch.advantages, buf.advantages.view(-1)[index])
+            assert torch.equal(batch.returns, buf.returns.view(-1)[index])
+            seen.append(index)
+        assert sorted(torch.cat(seen).tolist()) == list(range(12))
+
+
+def test_minibatches_reproducible_under_manual_seed_and_generator() -> None:
+    buf = filled_buffer()
+
+    def order(**kwargs) -> list[int]:
+        return torch.cat([b.actions for b in buf.minibatches(2, **kwargs)]).tolist()
+
+    torch.manual_seed(7)
+    first = order()
+    torch.manual_seed(7)
+    assert order() == first
+    assert order(generator=torch.Generator().manual_seed(3)) == order(generator=torch.Generator().manual_seed(3))
+
+
+def test_minibatches_reject_bad_counts_naming_both_values() -> None:
+    buf = filled_buffer()
+    for bad in (5, 13, 0):
+        with pytest.raises(ValueError, match=rf"num_minibatches = {bad} .*4 \* 3 = 12"):
+            buf.minibatches(bad)
+    assert len(list(buf.minibatches(12))) == 12 and len(list(buf.minibatches(1))) == 1
+
+
+def test_buffer_stores_token_sequences_and_enforces_its_protocol() -> None:
+    # Language-model observations: int64 token ids of a padded context.
+    buf = filled_buffer(obs_shape=(5,), obs_dtype=torch.int64)
+    assert buf.obs.shape == (4, 3, 5) and buf.obs.dtype == torch.int64
+    assert next(buf.minibatches(3)).obs.dtype == torch.int64
+    with pytest.raises(RuntimeError, match="reset"):
+        buf.add(obs=buf.obs[0], actions=buf.actions[0], logprobs=buf.logprobs[0], values=buf.values[0],
+                rewards=buf.rewards[0], terminated=buf.terminated[0], truncated=buf.truncated[0],
+                final_values=buf.final_values[0])
+    buf.reset()
+    with pytest.raises(ValueError, match=r"values has shape \(3, 1\)"):
+        buf.add(obs=buf.obs[0], actions=buf.actions[0], logprobs=buf.logprobs[0], values=buf.values[0].view(3, 1),
+                rewards=buf.rewards[0], terminated=buf.terminated[0], truncated=buf.truncated[0],
+                final_values=buf.final_values[0])
+    with pytest.raises(RuntimeError, match="0 of 4 steps"):
+        buf.compute_returns_and_advantages(t(LAST_VALUES), GAMMA, LAM)
+    with pytest.raises(RuntimeError, match="compute_returns_and_advantages"):
+        buf.minibatches(1)
