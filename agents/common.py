@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 import json
 import time
 from collections.abc import Iterator
@@ -18,13 +19,15 @@ import torch
 import envs
 from envs.core import VecEnv
 from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
+from agents.presets import preset_for
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
+from rlcore.config import build_config, check
 from rlcore.evaluation import evaluate
 from rlcore.interrupt import GracefulInterrupt
 from rlcore.logger import Logger, ProgressBar, run_name
-from rlcore.policies import ActorCritic
+from rlcore.policies import ACTIVATIONS, ActorCritic
 from rlcore.rollout import RolloutBuffer
-from rlcore.seeding import rng_state, set_rng_state
+from rlcore.seeding import rng_state, seed_everything, set_rng_state
 
 # Which agents take which action spaces; used in the error for a space an agent cannot handle.
 AGENT_ACTION_SPACES = {
@@ -121,6 +124,7 @@ class Evaluations:
         self.started = time.perf_counter()
         self.eval_seconds = 0.0
         self.last_mean: float | None = None
+        self.last_step: int | None = None
         self.reached: dict[str, float] = {}
 
     def train_time(self) -> float:
@@ -135,7 +139,7 @@ class Evaluations:
         train_time = self.train_time()
         mean, std = evaluate(self.agent, self.agent.env_id, episodes=self.episodes, seed=self.seed,
                              num_envs=min(self.episodes, 10))
-        self.last_mean = mean
+        self.last_mean, self.last_step = mean, global_step
         self.logger.log(global_step, {"eval/mean_return": mean, "eval/std_return": std})
         if self.every:
             while self.next_at is not None and self.next_at <= global_step:
@@ -150,7 +154,7 @@ class Evaluations:
         """`summary.json`: steps, training wall time, final mean return (a fresh evaluation unless
         the run just evaluated), and the threshold figures when a target was reached."""
         wall = self.train_time()
-        if final_eval and (self.last_mean is None or not self.reached):
+        if final_eval and self.last_step != global_step:
             self.run(global_step)
         summary = {"steps": global_step, "wall_time": wall, "final_mean_return": self.last_mean,
                    "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
@@ -197,9 +201,11 @@ class NanGuard:
         self.first[0] = torch.where(bad, step, self.first[0])
 
     def record_env(self, obs: torch.Tensor, reward: torch.Tensor, step: int) -> None:
-        bad_env = ~torch.isfinite(reward)
-        if obs.is_floating_point():
-            bad_env |= ~torch.isfinite(obs.flatten(1)).all(1)
+        # A NaN or inf anywhere in a copy's observation or reward makes this per-copy sum non-finite.
+        total = reward + obs.flatten(1).sum(1) if obs.is_floating_point() else reward
+        bad_env = ~torch.isfinite(total)
+        if bad_env.device.type == "cpu" and not bool(bad_env.any()):
+            return  # on the CPU reading the flag is free; on an accelerator stay branch-free (no sync)
         new = bad_env.any() & (self.first[1] < 0)
         self.first[1] = torch.where(new, step, self.first[1])
         self.first[2] = torch.where(new, bad_env.int().argmax(), self.first[2])
@@ -316,6 +322,58 @@ class TrainingRun:
         return False
 
 
+@dataclass
+class PolicyConfig:
+    """Fields every policy-gradient agent's config shares (environment, network, run settings)."""
+
+    num_envs: int = 8
+    """Environment copies stepped together."""
+    n_steps: int = 128
+    """Steps per copy in each rollout."""
+    gamma: float = 0.99
+    """Discount factor."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    normalize_obs: bool = False
+    """Normalise observations by running mean and std (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    clip_reward: bool | None = None
+    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """MLP widths of the actor and of the critic (image observations use a shared Nature CNN)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh or relu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy output, 1 value output)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of Gaussian policies."""
+    squash_actions: bool = False
+    """Box actions: tanh-squash instead of clipping the Gaussian sample."""
+    seed: int = 0
+    """Seed of the network, sampling and environments."""
+    device: str = "cpu"
+    """Torch device of the network, rollout buffer and environment tensors."""
+    log_interval: int = 2_048
+    """Environment steps between TensorBoard writes (checked after each update)."""
+    checkpoint_interval: int = 100_000
+    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        for name in ("num_envs", "n_steps", "log_interval"):
+            check(self, name, getattr(self, name) >= 1, ">= 1")
+        check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
+        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
+        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
+        check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+        check(self, "hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive widths")
+
+
 def make_actor_critic(env: VecEnv, cfg: Any) -> ActorCritic:
     """The policy-gradient agents' network from their config fields (hidden_sizes, activation,
     squash_actions, ortho_init, log_std_init), on the config's device."""
@@ -379,8 +437,27 @@ class Agent:
 
     algo: str
     config_class: type
+    action_spaces: tuple[type, ...]
     checkpoint_state: tuple[str, ...] = ()
     counters: tuple[str, ...] = ("global_step", "num_updates", "total_steps")
+
+    def __init__(self, env: str | VecEnv, hyperparameters: dict[str, Any]):
+        """Config (the id's preset, then `hyperparameters`), seeding, the training environment and
+        the counters; the subclass then builds its networks."""
+        self.env_id = env if isinstance(env, str) else env.env_id
+        self.config = build_config(self.config_class, hyperparameters, preset_for(self.algo, self.env_id))
+        cfg = self.config
+        if cfg.clip_reward is None:
+            cfg.clip_reward = self.env_id.startswith("ALE/")
+        seed_everything(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
+        check_action_space(self.algo, self.env.single_action_space, self.action_spaces)
+        self.global_step = 0  # environment steps, all copies counted
+        self.num_updates = 0
+        self.total_steps = 0
+        self.obs: torch.Tensor | None = None  # the observation the next step acts on
+        self.nan_guard = NanGuard(self.device)
 
     def replay_state(self) -> dict[str, Any] | None:
         """The replay buffer's contents for a training checkpoint; None for agents without one."""

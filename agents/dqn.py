@@ -23,14 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.common import Agent, NanGuard, TrainingRun, check_action_space, make_training_env, obs_to_tensor
-from agents.presets import preset_for
+from agents.common import Agent, TrainingRun, obs_to_tensor
 from envs.core import VecEnv
 from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
-from rlcore.config import build_config, check
+from rlcore.config import check
 from rlcore.nets import hard_update, is_image_space, make_torso, polyak_update
 from rlcore.schedules import linear_schedule
-from rlcore.seeding import seed_everything
 
 
 @dataclass
@@ -138,20 +136,13 @@ class DQN(Agent):
 
     algo = "dqn"
     config_class = DQNConfig
+    action_spaces = (gym.spaces.Discrete,)
     checkpoint_state = ("q", "q_target", "optimizer", "nan_guard")
     counters = ("global_step", "iteration", "num_updates", "total_steps")
 
     def __init__(self, env: str | VecEnv, **hyperparameters: Any):
-        env_id = env if isinstance(env, str) else env.env_id
-        self.config = build_config(DQNConfig, hyperparameters, preset_for(self.algo, env_id))
+        super().__init__(env, hyperparameters)
         cfg = self.config
-        if cfg.clip_reward is None:
-            cfg.clip_reward = env_id.startswith("ALE/")
-        seed_everything(cfg.seed)
-        self.device = torch.device(cfg.device)
-        self.env_id = env_id
-        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
-        check_action_space(self.algo, self.env.single_action_space, (gym.spaces.Discrete,))
         obs_space = self.env.single_observation_space
         self.n_actions = int(self.env.single_action_space.n)
 
@@ -165,12 +156,7 @@ class DQN(Agent):
         # The replay buffer is built when training starts: evaluating a loaded agent needs none.
         self.buffer: ReplayBuffer | None = None
 
-        self.global_step = 0       # environment steps, all copies counted
-        self.iteration = 0         # vector-environment steps
-        self.num_updates = 0       # gradient steps
-        self.total_steps = 0
-        self.obs: torch.Tensor | None = None
-        self.nan_guard = NanGuard(self.device)
+        self.iteration = 0  # vector-environment steps
 
     def _make_buffer(self) -> ReplayBuffer:
         cfg = self.config

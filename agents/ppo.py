@@ -21,45 +21,26 @@ import torch
 from torch import nn
 
 from agents.common import (
-    Agent, NanGuard, TrainingRun, check_action_space, collect, make_actor_critic, make_rollout_buffer, make_training_env,
-    policy_predict,
+    Agent, PolicyConfig, TrainingRun, collect, make_actor_critic, make_rollout_buffer, policy_predict,
 )
-from agents.presets import preset_for
 from envs.core import VecEnv
-from rlcore.config import build_config, check
-from rlcore.policies import ACTIVATIONS
+from rlcore.config import check
 from rlcore.rollout import normalize_advantages
-from rlcore.seeding import seed_everything
-
-ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
-
 
 @dataclass
-class PPOConfig:
+class PPOConfig(PolicyConfig):
     learning_rate: float = 3e-4
     """Adam step size (annealed linearly to 0 when anneal_lr)."""
-    num_envs: int = 8
-    """Environment copies stepped together."""
-    n_steps: int = 128
-    """Steps per copy in each rollout: a rollout holds num_envs * n_steps transitions."""
     batch_size: int = 256
     """Transitions per minibatch; must divide num_envs * n_steps."""
     n_epochs: int = 4
     """Passes over each rollout."""
-    gamma: float = 0.99
-    """Discount factor."""
     gae_lambda: float = 0.95
     """GAE lambda."""
     clip_range: float = 0.2
     """Clipping of the probability ratio (annealed linearly to 0 when anneal_clip_range)."""
     clip_range_vf: float | None = None
     """Clipping of the value update around the rollout's values; None disables it."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight."""
-    vf_coef: float = 0.5
-    """Value loss weight."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip."""
     target_kl: float | None = None
     """Stop the epochs of an update once the approximate KL exceeds this; None disables it."""
     anneal_lr: bool = True
@@ -68,79 +49,38 @@ class PPOConfig:
     """Anneal the clip range linearly to 0 over training."""
     normalize_advantage: bool = True
     """Normalise advantages per minibatch."""
-    normalize_obs: bool = False
-    """Normalise observations by running mean and std (saved in checkpoints)."""
-    normalize_reward: bool = False
-    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
-    clip_reward: bool | None = None
-    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """MLP widths of the actor and of the critic (image observations use a shared Nature CNN)."""
-    activation: str = "tanh"
-    """Hidden activation: tanh or relu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy output, 1 value output)."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of Gaussian policies."""
-    squash_actions: bool = False
-    """Box actions: tanh-squash instead of clipping the Gaussian sample."""
     adam_eps: float = 1e-5
     """Adam epsilon (1e-5 as in the original PPO code, not PyTorch's 1e-8)."""
-    seed: int = 0
-    """Seed of the network, sampling, minibatch order and environments."""
-    device: str = "cpu"
-    """Torch device of the network, rollout buffer and environment tensors."""
-    log_interval: int = 2_048
-    """Environment steps between TensorBoard writes (checked after each update)."""
-    checkpoint_interval: int = 100_000
-    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
 
     def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        for name in ("num_envs", "n_steps", "batch_size", "n_epochs", "log_interval"):
+        super().__post_init__()
+        for name in ("batch_size", "n_epochs"):
             check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
         check(self, "learning_rate", self.learning_rate > 0, "> 0")
-        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
         check(self, "gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]")
         check(self, "clip_range", self.clip_range > 0, "> 0")
         check(self, "clip_range_vf", self.clip_range_vf is None or self.clip_range_vf > 0, "> 0 or None")
         check(self, "target_kl", self.target_kl is None or self.target_kl > 0, "> 0 or None")
-        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
-        check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
         rollout = self.num_envs * self.n_steps
         check(self, "batch_size", self.batch_size <= rollout,
               f"<= the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
         check(self, "batch_size", rollout % self.batch_size == 0,
               f"a divisor of the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
 
-
 class PPO(Agent):
     """`PPO(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
 
     algo = "ppo"
     config_class = PPOConfig
+    action_spaces = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
     checkpoint_state = ("policy", "optimizer", "nan_guard")
 
     def __init__(self, env: str | VecEnv, **hyperparameters: Any):
-        env_id = env if isinstance(env, str) else env.env_id
-        self.config = build_config(PPOConfig, hyperparameters, preset_for(self.algo, env_id))
+        super().__init__(env, hyperparameters)
         cfg = self.config
-        if cfg.clip_reward is None:
-            cfg.clip_reward = env_id.startswith("ALE/")
-        seed_everything(cfg.seed)
-        self.device = torch.device(cfg.device)
-        self.env_id = env_id
-        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
-        check_action_space(self.algo, self.env.single_action_space, ACTION_SPACES)
         self.policy = make_actor_critic(self.env, cfg)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
-        self.global_step = 0   # environment steps, all copies counted
-        self.num_updates = 0   # rollouts learned from
-        self.total_steps = 0
-        self.obs: torch.Tensor | None = None
-        self.nan_guard = NanGuard(self.device)
 
     # ----- acting -------------------------------------------------------------------------
     def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:

@@ -26,99 +26,41 @@ import torch
 from torch import nn
 
 from agents.common import (
-    Agent, NanGuard, TrainingRun, check_action_space, collect, make_actor_critic, make_rollout_buffer, make_training_env,
-    policy_predict,
+    Agent, PolicyConfig, TrainingRun, collect, make_actor_critic, make_rollout_buffer, policy_predict,
 )
-from agents.presets import preset_for
 from envs.core import VecEnv
-from rlcore.config import build_config, check
-from rlcore.policies import ACTIVATIONS
+from rlcore.config import check
 from rlcore.rollout import normalize_advantages
-from rlcore.seeding import seed_everything
-
-ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
-
 
 @dataclass
-class REINFORCEConfig:
+class REINFORCEConfig(PolicyConfig):
     learning_rate: float = 1e-3
     """Adam step size."""
-    num_envs: int = 8
-    """Environment copies stepped together."""
     n_steps: int = 500
     """Steps per copy in each rollout (returns are bootstrapped only where a rollout cuts an episode)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight."""
-    vf_coef: float = 0.5
-    """Baseline (value regression) loss weight."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip."""
     normalize_advantage: bool = True
     """Normalise G_t - V(s_t) over each rollout."""
-    normalize_obs: bool = False
-    """Normalise observations by running mean and std (saved in checkpoints)."""
-    normalize_reward: bool = False
-    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
-    clip_reward: bool | None = None
-    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """MLP widths of the policy and of the baseline (image observations use a shared Nature CNN)."""
-    activation: str = "tanh"
-    """Hidden activation: tanh or relu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy output, 1 value output)."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of Gaussian policies."""
-    squash_actions: bool = False
-    """Box actions: tanh-squash instead of clipping the Gaussian sample."""
-    seed: int = 0
-    """Seed of the network, sampling and environments."""
-    device: str = "cpu"
-    """Torch device of the network, rollout buffer and environment tensors."""
     log_interval: int = 4_000
     """Environment steps between TensorBoard writes (checked after each update)."""
-    checkpoint_interval: int = 100_000
-    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
 
     def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        for name in ("num_envs", "n_steps", "log_interval"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
+        super().__post_init__()
         check(self, "learning_rate", self.learning_rate > 0, "> 0")
-        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
-        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
-        check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
-
 
 class REINFORCE(Agent):
     """`REINFORCE(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
 
     algo = "reinforce"
     config_class = REINFORCEConfig
+    action_spaces = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
     checkpoint_state = ("policy", "optimizer", "nan_guard")
 
     def __init__(self, env: str | VecEnv, **hyperparameters: Any):
-        env_id = env if isinstance(env, str) else env.env_id
-        self.config = build_config(REINFORCEConfig, hyperparameters, preset_for(self.algo, env_id))
+        super().__init__(env, hyperparameters)
         cfg = self.config
-        if cfg.clip_reward is None:
-            cfg.clip_reward = env_id.startswith("ALE/")
-        seed_everything(cfg.seed)
-        self.device = torch.device(cfg.device)
-        self.env_id = env_id
-        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
-        check_action_space(self.algo, self.env.single_action_space, ACTION_SPACES)
         self.policy = make_actor_critic(self.env, cfg)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
-        self.global_step = 0
-        self.num_updates = 0
-        self.total_steps = 0
-        self.obs: torch.Tensor | None = None
-        self.nan_guard = NanGuard(self.device)
 
     def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
         """Actions the environment receives for a batch of observations (or one unbatched one)."""

@@ -23,13 +23,14 @@ from gymnasium.envs.registration import EnvSpec
 from envs.atari import is_atari, make_atari, register_ale
 from envs.core import VecEnv, VecEnvWrapper
 from envs.gym_adapter import GymVecEnv
-from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization
+from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
 
 __all__ = [
     "ClipReward",
     "EpisodeStatistics",
     "GymVecEnv",
     "ObservationNormalization",
+    "RewardNormalization",
     "VecEnv",
     "VecEnvWrapper",
     "list_envs",

@@ -180,3 +180,22 @@ def test_atari_cnn_updates(atari, tmp_path: Path):
     model = load_checkpoint(tmp_path / MODEL_NAME)
     assert model["counters"]["num_updates"] == 126  # every 4th step from step 500 to 1000, both included
     assert "torso.convs.0.weight" in model["state"]["q"]  # the Nature CNN, not an MLP, was trained
+
+
+def test_ppo_breakout_end_to_end(atari, tmp_path: Path):
+    """The policy-gradient path on images: Nature CNN shared by actor and critic, Atari wrappers."""
+    assert main(["train", "ppo", "ALE/Breakout-v5", "--total-steps", "2000", "--run-dir", str(tmp_path),
+                 "--no-progress"]) == 0
+    model = load_checkpoint(tmp_path / MODEL_NAME)
+    assert model["counters"]["global_step"] >= 2000 and model["counters"]["num_updates"] == 2
+    assert "actor_torso.convs.0.weight" in model["state"]["policy"]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "reinforce"])
+def test_policy_gradient_agents_train_and_evaluate_from_the_cli(algo, tmp_path: Path, capsys):
+    assert main(["train", algo, "Pendulum-v1", "--total-steps", "512", "--run-dir", str(tmp_path), "--no-progress",
+                 "--num-envs", "2", "--n-steps", "64"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path), "--episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["algo"] == algo and result["episodes"] == 2 and result["mean_return"] < 0

@@ -106,11 +106,13 @@ def test_save_load_predict_and_evaluate(tmp_path: Path):
 
 
 def test_learns_cartpole_quickly(tmp_path: Path):
-    """A small learning test: the preset's network and step budget cut to 20k steps."""
-    agent = DQN("CartPole-v1", seed=0, num_envs=4, checkpoint_interval=0)
-    agent.learn(20_000, run_dir=tmp_path, progress=False)
+    """A small learning test: the preset's schedule on a 64-wide network for 8k steps takes the greedy
+    policy far above a random or untrained one (about 10 to 25). The 100k-step benchmark is in
+    tests/benchmarks/bench_dqn_cartpole.py."""
+    agent = DQN("CartPole-v1", seed=0, hidden_sizes=(64, 64), checkpoint_interval=0)
+    agent.learn(8_000, run_dir=tmp_path, progress=False)
     mean, _ = evaluate(agent, "CartPole-v1", episodes=10, seed=123)
-    assert mean >= 150, mean
+    assert mean >= 100, mean
 
 
 def test_nan_reward_stops_with_step_and_copy_and_keeps_last_good_checkpoint(tmp_path: Path):

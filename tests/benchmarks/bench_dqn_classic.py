@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ZOO))
     parser.add_argument("--seeds", default="0-0")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     lo, _, hi = args.seeds.partition("-")
     root = tempfile.mkdtemp(prefix="bench_dqn_classic_")
     rows = []
