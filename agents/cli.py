@@ -17,6 +17,7 @@ import typing
 from typing import Any, Sequence
 
 import gymnasium as gym
+import torch
 
 from agents import AGENTS
 from agents.presets import PRESETS, preset_total_steps
@@ -92,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--num-envs", type=int, default=None)
     train.add_argument("--device", default=None)
+    train.add_argument("--threads", type=int, default=1,
+                       help="torch CPU threads (default 1: small networks gain little from more, and lose a lot "
+                            "when another process competes for the cores)")
     train.add_argument("--run-dir", default=None, help="where TensorBoard events and checkpoints go")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -114,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    if args.threads < 1:
+        raise ConfigError(f"--threads {args.threads} is invalid: must be >= 1.")
+    torch.set_num_threads(args.threads)
     agent_cls = AGENTS[args.algo]
     hp = _hyperparameters(agent_cls.config_class, extra)
     for name in ("seed", "num_envs", "device"):
@@ -134,6 +141,12 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         run_dir = args.run_dir
     agent.learn(total, run_dir=run_dir, progress=args.progress, eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
+    summary = agent.summary
+    if summary.get("final_mean_return") is not None:
+        reached = (f"; reached {summary['stop_at_return']} at step {summary['steps_to_threshold']:,}"
+                   if "steps_to_threshold" in summary else "")
+        print(f"Evaluation: mean return {summary['final_mean_return']:.1f} over {summary['eval_episodes']} "
+              f"episodes{reached}")
     print(f"Done: {agent.global_step:,} steps. Model saved to {agent.run_dir / MODEL_NAME}\n"
           f"TensorBoard: tensorboard --logdir {agent.run_dir.parent}\n"
           f"Evaluate:    rl eval {agent.run_dir}")
