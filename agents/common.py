@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,12 @@ from rlcore.policies import ACTIVATIONS, ActorCritic
 from rlcore.rollout import RolloutBuffer
 from rlcore.seeding import rng_state, seed_everything, set_rng_state
 
-# Which agents take which action spaces; used in the error for a space an agent cannot handle.
-AGENT_ACTION_SPACES = {
-    "dqn": ("Discrete",),
-    "ppo": ("Discrete", "Box", "MultiDiscrete"),
-    "a2c": ("Discrete", "Box", "MultiDiscrete"),
-    "reinforce": ("Discrete", "Box", "MultiDiscrete"),
-}
-
-
 def check_action_space(algo: str, space: gym.Space, allowed: tuple[type, ...]) -> None:
+    """A clear error for an action space the agent cannot handle, naming the agents that can."""
     if not isinstance(space, allowed):
-        fits = [name for name, kinds in AGENT_ACTION_SPACES.items() if type(space).__name__ in kinds]
+        from agents import AGENTS  # the registry imports every agent, which import this module
+
+        fits = [name for name, cls in AGENTS.items() if isinstance(space, cls.action_spaces)]
         hint = f"Agents that fit: {', '.join(fits)}." if fits else "No agent here handles it yet."
         raise ValueError(
             f"{algo.upper()} needs a {' or '.join(a.__name__ for a in allowed)} action space, "
@@ -60,7 +54,8 @@ def make_eval_env(train_env: VecEnv, env_id: str, cfg: Any, num_envs: int = 1, s
     env = envs.make(env_id, num_envs=num_envs, seed=seed, device=cfg.device, normalize_obs=cfg.normalize_obs)
     source, target = train_env.find(ObservationNormalization), env.find(ObservationNormalization)
     if source is not None and target is not None:
-        target.load_state_dict(source.state_dict())
+        # Only the statistics: the wrapper's full state_dict also carries the training copies' own state.
+        target.obs_rms.load_state_dict(source.obs_rms.state_dict())
         target.training = False
     return env
 

@@ -76,6 +76,20 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(algo, tmp_path: Path)
     assert all(torch.equal(x, y) for x, y in zip(_params(straight), _params(resumed)))
 
 
+def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tmp_path: Path):
+    from envs import ObservationNormalization
+
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], normalize_obs=True, seed=0)
+    agent.learn(512, run_dir=tmp_path, progress=False, eval_every=256, eval_episodes=3)  # 3 eval copies, 4 training
+    train_rms = agent.env.find(ObservationNormalization).obs_rms
+    eval_env = agent.make_eval_env(num_envs=3, seed=0)
+    eval_norm = eval_env.find(ObservationNormalization)
+    assert not eval_norm.training and torch.equal(eval_norm.obs_rms.mean, train_rms.mean)
+    eval_env.reset()
+    eval_env.step(torch.zeros(3, dtype=torch.long))
+    assert torch.equal(eval_norm.obs_rms.mean, train_rms.mean)  # frozen: evaluation does not move them
+
+
 def test_ppo_clipped_surrogate_and_statistics_by_hand():
     agent = PPO("CartPole-v1", num_envs=1, n_steps=4, batch_size=4, normalize_advantage=False)
     obs = torch.zeros(4, 4)
