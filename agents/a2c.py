@@ -20,11 +20,18 @@ import torch
 from torch import nn
 
 from agents.common import (
-    Agent, PolicyConfig, TrainingRun, collect, make_actor_critic, make_rollout_buffer, policy_predict,
+    Agent,
+    PolicyConfig,
+    TrainingRun,
+    collect,
+    make_actor_critic,
+    make_rollout_buffer,
+    policy_predict,
 )
 from envs.core import VecEnv
 from rlcore.config import check
 from rlcore.rollout import normalize_advantages
+
 
 @dataclass
 class A2CConfig(PolicyConfig):
@@ -49,6 +56,7 @@ class A2CConfig(PolicyConfig):
         super().__post_init__()
         check(self, "learning_rate", self.learning_rate > 0, "> 0")
         check(self, "gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]")
+
 
 class A2C(Agent):
     """`A2C(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""

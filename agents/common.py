@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 import envs
+from agents.presets import preset_for
 from envs.core import VecEnv
 from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
-from agents.presets import preset_for
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
 from rlcore.config import build_config, check
 from rlcore.evaluation import evaluate
@@ -28,6 +28,7 @@ from rlcore.logger import Logger, ProgressBar, run_name
 from rlcore.policies import ACTIVATIONS, ActorCritic
 from rlcore.rollout import RolloutBuffer
 from rlcore.seeding import rng_state, seed_everything, set_rng_state
+
 
 def check_action_space(algo: str, space: gym.Space, allowed: tuple[type, ...]) -> None:
     """A clear error for an action space the agent cannot handle, naming the agents that can."""

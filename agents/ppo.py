@@ -21,11 +21,18 @@ import torch
 from torch import nn
 
 from agents.common import (
-    Agent, PolicyConfig, TrainingRun, collect, make_actor_critic, make_rollout_buffer, policy_predict,
+    Agent,
+    PolicyConfig,
+    TrainingRun,
+    collect,
+    make_actor_critic,
+    make_rollout_buffer,
+    policy_predict,
 )
 from envs.core import VecEnv
 from rlcore.config import check
 from rlcore.rollout import normalize_advantages
+
 
 @dataclass
 class PPOConfig(PolicyConfig):
@@ -66,6 +73,7 @@ class PPOConfig(PolicyConfig):
               f"<= the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
         check(self, "batch_size", rollout % self.batch_size == 0,
               f"a divisor of the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
+
 
 class PPO(Agent):
     """`PPO(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""

@@ -26,11 +26,18 @@ import torch
 from torch import nn
 
 from agents.common import (
-    Agent, PolicyConfig, TrainingRun, collect, make_actor_critic, make_rollout_buffer, policy_predict,
+    Agent,
+    PolicyConfig,
+    TrainingRun,
+    collect,
+    make_actor_critic,
+    make_rollout_buffer,
+    policy_predict,
 )
 from envs.core import VecEnv
 from rlcore.config import check
 from rlcore.rollout import normalize_advantages
+
 
 @dataclass
 class REINFORCEConfig(PolicyConfig):
@@ -46,6 +53,7 @@ class REINFORCEConfig(PolicyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self, "learning_rate", self.learning_rate > 0, "> 0")
+
 
 class REINFORCE(Agent):
     """`REINFORCE(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""

@@ -127,14 +127,16 @@ def test_ppo_value_clipping_takes_the_larger_loss():
 
 
 def test_inconsistent_rollout_settings_are_refused_naming_both_values():
-    with pytest.raises(ConfigError, match=r"batch_size = 512 is invalid: must be <= the rollout size num_envs \* n_steps = 2 \* 128 = 256"):
+    too_big = r"batch_size = 512 is invalid: must be <= the rollout size num_envs \* n_steps = 2 \* 128 = 256"
+    with pytest.raises(ConfigError, match=too_big):
         PPO("CartPole-v1", num_envs=2, n_steps=128, batch_size=512)
     with pytest.raises(ConfigError, match=r"batch_size = 100 is invalid: must be a divisor of the rollout size .* = 256"):
         PPO("CartPole-v1", num_envs=2, n_steps=128, batch_size=100)
 
 
 def test_unsupported_action_space_names_space_and_agents():
-    with pytest.raises(ValueError, match=r"PPO needs a Discrete or Box or MultiDiscrete action space, but the environment has MultiBinary"):
+    expected = r"PPO needs a Discrete or Box or MultiDiscrete action space, but the environment has MultiBinary"
+    with pytest.raises(ValueError, match=expected):
         check_action_space("ppo", gym.spaces.MultiBinary(3), (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete))
     with pytest.raises(ValueError, match=r"Agents that fit: ppo, a2c, reinforce"):
         check_action_space("dqn", gym.spaces.Box(-1, 1, (2,)), (gym.spaces.Discrete,))
