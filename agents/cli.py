@@ -127,11 +127,12 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if getattr(args, name) is not None:
             hp[name] = getattr(args, name)
     if args.resume:
-        payload = load_checkpoint(resolve_checkpoint(args.resume), map_location="cpu")
+        path = resolve_checkpoint(args.resume)
+        payload = load_checkpoint(path, map_location=hp.get("device", "cpu"))
         if (payload.get("algo"), payload.get("env_id")) != (args.algo, args.env_id):
             raise ConfigError(f"--resume {args.resume} holds a {payload.get('algo')} run on {payload.get('env_id')}, "
                               f"not {args.algo} on {args.env_id}.")
-        agent = agent_cls.load(args.resume, **hp)
+        agent = agent_cls.from_checkpoint(payload, path, **hp)
         total = args.total_steps or payload["counters"]["total_steps"]
         print(f"Resuming {args.resume} at step {agent.global_step:,} of {total:,}")
         run_dir = args.run_dir or args.resume
@@ -155,11 +156,12 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.path, prefer=MODEL_NAME)
-    algo = load_checkpoint(path).get("algo")
+    overrides = {"device": args.device} if args.device else {}
+    payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
+    algo = payload.get("algo")
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
-    overrides = {"device": args.device} if args.device else {}
-    agent = AGENTS[algo].load(path, **overrides)
+    agent = AGENTS[algo].from_checkpoint(payload, path, **overrides)
     mean, std = evaluate(agent, agent.env_id, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     result = {"mean_return": mean, "std_return": std, "episodes": args.episodes, "env_id": agent.env_id,
               "algo": algo, "checkpoint": str(path), "deterministic": not args.stochastic, "seed": args.seed}

@@ -479,6 +479,12 @@ class Agent:
     def load(cls, path: str | Path, env: str | VecEnv | None = None, **overrides: Any) -> "Agent":
         """Rebuild an agent from `save` or a run directory; `overrides` may change e.g. `device`."""
         payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
+        return cls.from_checkpoint(payload, path, env, **overrides)
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any], path: str | Path, env: str | VecEnv | None = None,
+                        **overrides: Any) -> "Agent":
+        """`load` for a checkpoint already read (the CLI reads it once to find the agent)."""
         if payload.get("algo") != cls.algo:
             raise ValueError(f"Checkpoint '{path}' holds a {payload.get('algo')!r} agent, not {cls.algo!r}: "
                              "load it with that agent's class.")
