@@ -101,6 +101,13 @@ def interrupted_message(algo: str, env_id: str, step: int, checkpoint: Path, run
             f"Resume with: rl train {algo} {env_id} --resume {run_dir}")
 
 
+def check_eval_settings(every: int, episodes: int, stop_at_return: float | None) -> None:
+    if every < 0 or episodes < 1:
+        raise ValueError(f"eval_every = {every} must be >= 0 and eval_episodes = {episodes} >= 1.")
+    if stop_at_return is not None and every == 0:
+        raise ValueError("stop_at_return needs eval_every > 0: the target is checked at each evaluation.")
+
+
 class Evaluations:
     """Deterministic evaluation every `every` environment steps during training, an optional
     target return that stops the run, and the run's `summary.json`.
@@ -110,10 +117,6 @@ class Evaluations:
 
     def __init__(self, agent: Any, logger: Logger, every: int = 0, episodes: int = 20,
                  stop_at_return: float | None = None, seed: int = 10_000):
-        if every < 0 or episodes < 1:
-            raise ValueError(f"eval_every = {every} must be >= 0 and eval_episodes = {episodes} >= 1.")
-        if stop_at_return is not None and every == 0:
-            raise ValueError("stop_at_return needs eval_every > 0: the target is checked at each evaluation.")
         self.agent, self.logger = agent, logger
         self.every, self.episodes, self.stop_at_return, self.seed = every, episodes, stop_at_return, seed
         self.next_at = agent.global_step + every if every else None
@@ -239,8 +242,10 @@ class TrainingRun:
 
     def __init__(self, agent: Any, total_steps: int, run_dir: str | Path | None, progress: bool,
                  eval_every: int, eval_episodes: int, stop_at_return: float | None, phases: tuple[str, ...]):
+        # Checked before the run directory is created, so bad settings leave nothing behind.
         if total_steps < 1:
             raise ValueError(f"total_steps = {total_steps} is invalid: must be >= 1.")
+        check_eval_settings(eval_every, eval_episodes, stop_at_return)
         cfg = agent.config
         self.agent = agent
         agent.total_steps = total_steps

@@ -90,6 +90,13 @@ def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tm
     assert torch.equal(eval_norm.obs_rms.mean, train_rms.mean)  # frozen: evaluation does not move them
 
 
+def test_bad_evaluation_settings_are_refused_before_the_run_directory_exists(tmp_path: Path):
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1])
+    with pytest.raises(ValueError, match="stop_at_return needs eval_every > 0"):
+        agent.learn(512, run_dir=tmp_path / "run", progress=False, stop_at_return=475)
+    assert not (tmp_path / "run").exists()
+
+
 def test_ppo_clipped_surrogate_and_statistics_by_hand():
     agent = PPO("CartPole-v1", num_envs=1, n_steps=4, batch_size=4, normalize_advantage=False)
     obs = torch.zeros(4, 4)
