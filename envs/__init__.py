@@ -1,8 +1,13 @@
 """Batched environments: ``make(env_id, num_envs, device=...)`` gives a torch VecEnv.
 
+Two backends sit under one contract: torch-native re-writes of the classic-control tasks
+(``envs.classic``: every copy steps as one tensor operation on any device) and gymnasium's
+own environments adapted at the edge (``GymVecEnv``). ``backend="auto"`` picks the
+torch-native one where it exists.
+
 The wrapper chain ``make`` builds, innermost first::
 
-    GymVecEnv -> EpisodeStatistics -> [ObservationNormalization if normalize_obs]
+    TorchVecEnv or GymVecEnv -> EpisodeStatistics -> [ObservationNormalization if normalize_obs]
 
 EpisodeStatistics sits directly on the adapter so it sees the raw reward and the raw
 episode ends; a trainer finds it with ``env.find(EpisodeStatistics)``.
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import inspect
 from functools import partial
 from typing import Any
 
@@ -21,6 +27,7 @@ import torch
 from gymnasium.envs.registration import EnvSpec
 
 from envs.atari import is_atari, make_atari, register_ale
+from envs.classic import TORCH_ENVS, TorchVecEnv
 from envs.core import VecEnv, VecEnvWrapper
 from envs.gym_adapter import GymVecEnv
 from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
@@ -31,11 +38,15 @@ __all__ = [
     "GymVecEnv",
     "ObservationNormalization",
     "RewardNormalization",
+    "TORCH_ENVS",
+    "TorchVecEnv",
     "VecEnv",
     "VecEnvWrapper",
     "list_envs",
     "make",
 ]
+
+BACKENDS = ("auto", "torch", "gymnasium")
 
 # Entry-point module prefix -> the pyproject extra that installs its dependency.
 _EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco", "ale_py": "atari"}
@@ -99,6 +110,12 @@ def _make_one(spec: EnvSpec, atari: bool, env_kwargs: dict[str, Any]) -> gym.Env
     return make_atari(spec, **env_kwargs) if atari else gym.make(spec, **env_kwargs)
 
 
+def _torch_kwargs(env_id: str) -> set[str]:
+    """The environment options the torch-native version of ``env_id`` accepts (rendering is not one)."""
+    params = inspect.signature(TORCH_ENVS[env_id]).parameters
+    return {name for name in params if name not in ("num_envs", "device", "seed", "dtype", "render_mode")}
+
+
 def make(
     env_id: str,
     num_envs: int = 1,
@@ -107,6 +124,7 @@ def make(
     vectorization: str = "sync",
     normalize_obs: bool = False,
     atari_wrappers: bool = True,
+    backend: str = "auto",
     **env_kwargs: Any,
 ) -> VecEnv:
     """``num_envs`` copies of a gymnasium environment as one VecEnv with tensors on ``device``.
@@ -120,6 +138,10 @@ def make(
             ``"async"`` steps each in its own process (for slow envs).
         normalize_obs: wrap in ObservationNormalization (running mean/var, clip to [-10, 10]).
         atari_wrappers: apply the Atari preprocessing of ``envs.atari`` to ale-py ids.
+        backend: ``"torch"`` for the torch-native version (``TORCH_ENVS`` lists the ids that have
+            one), ``"gymnasium"`` for gymnasium's, ``"auto"`` for torch-native where it exists
+            (and gymnasium when ``vectorization="async"`` or an ``env_kwargs`` option such as
+            ``render_mode`` needs gymnasium's).
         **env_kwargs: passed to ``gym.make`` for each copy (e.g. ``max_episode_steps=500``).
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -128,13 +150,29 @@ def make(
         raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     device = _resolve_device(device)
+    if backend == "torch" and vectorization != "sync":
+        raise ValueError("vectorization applies to gymnasium environments; backend='torch' steps every copy as one "
+                         "tensor operation. Drop vectorization, or use backend='gymnasium'.")
+    if backend == "torch" and env_id not in TORCH_ENVS:
+        raise ValueError(f"backend='torch': {env_id!r} has no torch-native version (those that do: "
+                         f"{', '.join(sorted(TORCH_ENVS))}). Use backend='gymnasium' or 'auto'.")
+    unsupported = sorted(set(env_kwargs) - _torch_kwargs(env_id)) if env_id in TORCH_ENVS else []
+    if backend == "torch" and unsupported:
+        raise ValueError(f"backend='torch': the torch-native {env_id} does not take {', '.join(unsupported)} "
+                         f"(it takes {', '.join(sorted(_torch_kwargs(env_id)))}). Use backend='gymnasium'.")
+    wants_gymnasium = vectorization == "async" or bool(unsupported)
+    if env_id in TORCH_ENVS and (backend == "torch" or (backend == "auto" and not wants_gymnasium)):
+        env: VecEnv = EpisodeStatistics(TORCH_ENVS[env_id](num_envs=num_envs, device=device, seed=seed, **env_kwargs))
+        return ObservationNormalization(env) if normalize_obs else env
     spec = _find_spec(env_id)
     env_fn = partial(_make_one, spec, atari_wrappers and is_atari(spec), env_kwargs)
     vector_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
     # copy=False: GymVecEnv copies every array into a tensor anyway, so gymnasium's copy is waste.
     venv = vector_cls([env_fn] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False)
-    env: VecEnv = EpisodeStatistics(GymVecEnv(venv, device=device, seed=seed, env_id=env_id))
+    env = EpisodeStatistics(GymVecEnv(venv, device=device, seed=seed, env_id=env_id))
     if normalize_obs:
         env = ObservationNormalization(env)
     return env

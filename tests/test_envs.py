@@ -56,17 +56,22 @@ def _run_against_single_envs(env: VecEnv, steps: int, max_episode_steps: int = 2
 
 @pytest.mark.parametrize("vectorization,steps", [("sync", 300), ("async", 80)])
 def test_autoreset_matches_single_gymnasium_envs(vectorization: str, steps: int) -> None:
-    with make("CartPole-v1", num_envs=3, seed=0, vectorization=vectorization, max_episode_steps=25) as env:
+    with make("CartPole-v1", num_envs=3, seed=0, vectorization=vectorization, max_episode_steps=25,
+              backend="gymnasium") as env:
         _run_against_single_envs(env, steps)
 
 
 def test_episode_statistics_match_hand_sums() -> None:
-    with make("CartPole-v1", num_envs=3, seed=0, max_episode_steps=25) as env:
+    with make("CartPole-v1", num_envs=3, seed=0, max_episode_steps=25, backend="gymnasium") as env:
         stats = env.find(EpisodeStatistics)
         assert stats is not None
         finished = _run_against_single_envs(env, 150)
         returns = [r for per_env in finished for r in per_env]
-        ret_sum, len_sum, count = stats.pop_finished()
+        # Per group of copies (here one copy per group), as several seeds trained at once log them.
+        ret_sum, len_sum, count = stats.pop_finished(groups=3)
+        assert count.tolist() == [len(per_env) for per_env in finished]
+        assert ret_sum.tolist() == pytest.approx([sum(per_env) for per_env in finished])
+        ret_sum, len_sum, count = ret_sum.sum(), len_sum.sum(), count.sum()
         assert count.item() == len(returns)
         assert ret_sum.item() == pytest.approx(sum(returns))
         # CartPole pays 1 per step, so lengths sum to the same total.
@@ -187,7 +192,8 @@ def test_running_mean_std_merges_batches_exactly() -> None:
 
 
 def test_seeding_is_reproducible_and_reset_seed_overrides() -> None:
-    with make("CartPole-v1", num_envs=2, seed=7) as a, make("CartPole-v1", num_envs=2, seed=7) as b:
+    with (make("CartPole-v1", num_envs=2, seed=7, backend="gymnasium") as a,
+          make("CartPole-v1", num_envs=2, seed=7, backend="gymnasium") as b):
         torch.testing.assert_close(a.reset()[0], b.reset()[0])
         # A later unseeded reset does not reuse the seed; an explicit seed overrides.
         obs, _ = a.reset(seed=3)
@@ -196,7 +202,7 @@ def test_seeding_is_reproducible_and_reset_seed_overrides() -> None:
 
 
 def test_box_actions_and_float64_observations() -> None:
-    with make("Pendulum-v1", num_envs=2, seed=0) as env:
+    with make("Pendulum-v1", num_envs=2, seed=0, backend="gymnasium") as env:
         env.reset()
         obs, reward, *_ = env.step(torch.tensor([[0.5], [-1.5]]))
         assert obs.shape == (2, 3) and reward.shape == (2,)
