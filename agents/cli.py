@@ -21,6 +21,7 @@ import torch
 
 from agents import AGENTS
 from agents.presets import PRESETS, preset_total_steps
+from envs import BACKENDS
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
 from rlcore.config import ConfigError, field_docs
 from rlcore.evaluation import evaluate
@@ -91,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--total-steps", type=lambda s: int(float(s)), default=None,
                        help="environment steps (default: the preset's budget, else 100000)")
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--seeds", type=parse_seeds, default=None, metavar="LIST",
+                       help="train one agent per seed at once, in this process (ppo): e.g. 0-15 or 0,3,7-9; each seed "
+                            "gets its own run directory")
     train.add_argument("--num-envs", type=int, default=None)
     train.add_argument("--device", default=None)
     train.add_argument("--threads", type=int, default=1,
@@ -110,11 +114,31 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=20)
     ev.add_argument("--seed", type=int, default=None)
     ev.add_argument("--device", default=None)
+    ev.add_argument("--backend", choices=BACKENDS, default=None,
+                    help="environment implementation to evaluate on (default: the one the agent trained on)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("list", help="agents, their hyperparameters, environments with presets")
     return parser
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0-15`, `0,3,7-9` -> the list of seeds (ranges inclusive)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            lo, hi = int(first), int(last) if dash else int(first)
+            if hi < lo:
+                raise ValueError(f"{part!r} runs backwards")
+            seeds += range(lo, hi + 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed list ({exc}); write e.g. 0-15, or 0,3,7-9 (ranges include both ends)") from exc
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
 
 
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -123,6 +147,14 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     torch.set_num_threads(args.threads)
     agent_cls = AGENTS[args.algo]
     hp = _hyperparameters(agent_cls.config_class, extra)
+    if args.seeds is not None:
+        if args.algo != "ppo":
+            raise ConfigError(f"--seeds trains several seeds at once with ppo; {args.algo} trains one seed per run "
+                              "(use --seed).")
+        if args.seed is not None or args.resume:
+            raise ConfigError("--seeds cannot be combined with --seed or --resume (each seed's run resumes on its own: "
+                              "rl train ppo ENV --resume RUN_DIR/seedN).")
+        hp["seeds"] = args.seeds
     for name in ("seed", "num_envs", "device"):
         if getattr(args, name) is not None:
             hp[name] = getattr(args, name)
@@ -142,21 +174,25 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         run_dir = args.run_dir
     agent.learn(total, run_dir=run_dir, progress=args.progress, eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
-    summary = agent.summary
-    if summary.get("final_mean_return") is not None:
-        reached = (f"; reached {summary['stop_at_return']} at step {summary['steps_to_threshold']:,}"
-                   if "steps_to_threshold" in summary else "")
-        print(f"Evaluation: mean return {summary['final_mean_return']:.1f} over {summary['eval_episodes']} "
-              f"episodes{reached}")
-    print(f"Done: {agent.global_step:,} steps. Model saved to {agent.run_dir / MODEL_NAME}\n"
-          f"TensorBoard: tensorboard --logdir {agent.run_dir.parent}\n"
-          f"Evaluate:    rl eval {agent.run_dir}")
+    summaries = agent.summary if isinstance(agent.summary, list) else [agent.summary]
+    run_dirs = getattr(agent, "run_dirs", None) or [agent.run_dir]
+    for summary, run_dir in zip(summaries, run_dirs):
+        if summary.get("final_mean_return") is not None:
+            reached = (f"; reached {summary['stop_at_return']} at step {summary['steps_to_threshold']:,}"
+                       if "steps_to_threshold" in summary else "")
+            where = f" ({run_dir.name})" if len(run_dirs) > 1 else ""
+            print(f"Evaluation{where}: mean return {summary['final_mean_return']:.1f} over {summary['eval_episodes']} "
+                  f"episodes{reached}")
+    saved = run_dirs[0] / MODEL_NAME if len(run_dirs) == 1 else f"{MODEL_NAME} in each of {len(run_dirs)} seed directories"
+    print(f"Done: {agent.global_step:,} steps. Model saved to {saved}\n"
+          f"TensorBoard: tensorboard --logdir {run_dirs[0].parent}\n"
+          f"Evaluate:    rl eval {run_dirs[0]}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.path, prefer=MODEL_NAME)
-    overrides = {"device": args.device} if args.device else {}
+    overrides = {name: getattr(args, name) for name in ("device", "backend") if getattr(args, name)}
     payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
     algo = payload.get("algo")
     if algo not in AGENTS:

@@ -42,8 +42,10 @@ def check_action_space(algo: str, space: gym.Space, allowed: tuple[type, ...]) -
             f"but the environment has {space}. {hint}")
 
 
-def make_training_env(env_id: str, cfg: Any) -> VecEnv:
-    env = envs.make(env_id, num_envs=cfg.num_envs, seed=cfg.seed, device=cfg.device, normalize_obs=cfg.normalize_obs)
+def make_training_env(env_id: str, cfg: Any, members: int = 1) -> VecEnv:
+    """The training environment: `cfg.num_envs` copies per member (seed trained at once)."""
+    env = envs.make(env_id, num_envs=cfg.num_envs * members, seed=cfg.seed, device=cfg.device, normalize_obs=cfg.normalize_obs,
+                    backend=cfg.backend)
     # Outside EpisodeStatistics (which make() puts innermost), so logged returns stay the raw score.
     if getattr(cfg, "normalize_reward", False):
         env = RewardNormalization(env, gamma=cfg.gamma)
@@ -52,7 +54,8 @@ def make_training_env(env_id: str, cfg: Any) -> VecEnv:
 
 def make_eval_env(train_env: VecEnv, env_id: str, cfg: Any, num_envs: int = 1, seed: int | None = None) -> VecEnv:
     """Same wrappers as training, without reward clipping, and with observation statistics copied and frozen."""
-    env = envs.make(env_id, num_envs=num_envs, seed=seed, device=cfg.device, normalize_obs=cfg.normalize_obs)
+    env = envs.make(env_id, num_envs=num_envs, seed=seed, device=cfg.device, normalize_obs=cfg.normalize_obs,
+                    backend=cfg.backend)
     source, target = train_env.find(ObservationNormalization), env.find(ObservationNormalization)
     if source is not None and target is not None:
         # Only the statistics: the wrapper's full state_dict also carries the training copies' own state.
@@ -112,31 +115,28 @@ class Evaluations:
     """Deterministic evaluation every `every` environment steps during training, an optional
     target return that stops the run, and the run's `summary.json`.
 
-    Wall times exclude evaluation: `train_time()` is what the run spent training.
+    Wall times exclude evaluation: the caller (TrainingRun) keeps the training clock and passes it in.
     """
 
     def __init__(self, agent: Any, logger: Logger, every: int = 0, episodes: int = 20,
-                 stop_at_return: float | None = None, seed: int = 10_000):
-        self.agent, self.logger = agent, logger
+                 stop_at_return: float | None = None, seed: int = 10_000, member: int | None = None):
+        self.agent, self.logger, self.member = agent, logger, member
         self.every, self.episodes, self.stop_at_return, self.seed = every, episodes, stop_at_return, seed
         self.next_at = agent.global_step + every if every else None
-        self.started = time.perf_counter()
         self.eval_seconds = 0.0
         self.last_mean: float | None = None
         self.last_step: int | None = None
         self.reached: dict[str, float] = {}
 
-    def train_time(self) -> float:
-        return time.perf_counter() - self.started - self.eval_seconds
-
     def due(self, global_step: int) -> bool:
         return self.next_at is not None and global_step >= self.next_at
 
-    def run(self, global_step: int) -> bool:
-        """Evaluate now; True when the target return is reached (the run should stop)."""
+    def run(self, global_step: int, train_time: float) -> bool:
+        """Evaluate now; True when the target return is reached (the run should stop).
+        `train_time` is the training wall time so far, recorded if the target is reached."""
         t0 = time.perf_counter()
-        train_time = self.train_time()
-        mean, std = evaluate(self.agent, self.agent.env_id, episodes=self.episodes, seed=self.seed,
+        policy = self.agent if self.member is None else self.agent.member(self.member)
+        mean, std = evaluate(policy, self.agent.env_id, episodes=self.episodes, seed=self.seed,
                              num_envs=min(self.episodes, 10))
         self.last_mean, self.last_step = mean, global_step
         self.logger.log(global_step, {"eval/mean_return": mean, "eval/std_return": std})
@@ -149,12 +149,11 @@ class Evaluations:
             return True
         return False
 
-    def write_summary(self, global_step: int, final_eval: bool = True) -> dict[str, Any]:
+    def write_summary(self, global_step: int, wall: float, final_eval: bool = True) -> dict[str, Any]:
         """`summary.json`: steps, training wall time, final mean return (a fresh evaluation unless
         the run just evaluated), and the threshold figures when a target was reached."""
-        wall = self.train_time()
         if final_eval and self.last_step != global_step:
-            self.run(global_step)
+            self.run(global_step, wall)
         summary = {"steps": global_step, "wall_time": wall, "final_mean_return": self.last_mean,
                    "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
         (self.logger.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -238,6 +237,11 @@ class TrainingRun:
     `run.step_done(scalars)` after each iteration; it returns True when the run should stop.
     The agent provides `algo`, `env_id`, `env`, `config` (`seed`, `log_interval`,
     `checkpoint_interval`), `global_step`, `nan_guard`, `save(path, include_buffer=...)`.
+
+    An agent training several seeds at once (`agent.seeds`, PPO's stacked networks) gets one of
+    everything per seed: run directory (`<run_dir>/seed<s>`), logger, evaluations, checkpoint
+    and summary, written from `agent.member(m)`, a plain single-seed agent; scalars that are
+    `[members]` tensors are split among them. The run stops when every seed reached the target.
     """
 
     def __init__(self, agent: Any, total_steps: int, run_dir: str | Path | None, progress: bool,
@@ -249,11 +253,22 @@ class TrainingRun:
         cfg = agent.config
         self.agent = agent
         agent.total_steps = total_steps
-        agent.run_dir = self.run_dir = resolve_run_dir(run_dir, getattr(agent, "run_dir", None), agent.env_id,
-                                                       agent.algo, cfg.seed)
-        self.logger = Logger(self.run_dir, {"algo": agent.algo, "env_id": agent.env_id, "total_steps": total_steps,
-                                            **dataclasses.asdict(cfg)})
-        self.evals = Evaluations(agent, self.logger, eval_every, eval_episodes, stop_at_return)
+        seeds = getattr(agent, "seeds", None)
+        self.members = len(seeds) if seeds else 1
+        if self.members == 1:
+            agent.run_dir = resolve_run_dir(run_dir, getattr(agent, "run_dir", None), agent.env_id, agent.algo, cfg.seed)
+            self.run_dirs = [agent.run_dir]
+        else:
+            self.run_dirs = [Path(run_dir) / f"seed{s}" if run_dir is not None
+                             else Path("runs") / run_name(agent.env_id, agent.algo, s) for s in seeds]
+            agent.run_dirs = self.run_dirs
+            agent.run_dir = Path(run_dir) if run_dir is not None else self.run_dirs[0].parent
+        hparams = {"algo": agent.algo, "env_id": agent.env_id, "total_steps": total_steps, **dataclasses.asdict(cfg)}
+        self.loggers = [Logger(d, {**hparams, "seed": s}) for d, s in zip(self.run_dirs, seeds or [cfg.seed])]
+        self.logger = self.loggers[0]
+        self.evals = [Evaluations(agent, lg, eval_every, eval_episodes, stop_at_return,
+                                  member=None if self.members == 1 else m) for m, lg in enumerate(self.loggers)]
+        self.started = time.perf_counter()
         self.timing = Timing(*phases)
         self.stats_env = agent.env.find(EpisodeStatistics)
         self.bar = ProgressBar(total_steps, initial=agent.global_step, enabled=progress)
@@ -263,14 +278,28 @@ class TrainingRun:
         self.interrupt = GracefulInterrupt()
 
     @property
+    def run_dir(self) -> Path:
+        return self.run_dirs[0]
+
+    @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
+
+    def train_time(self) -> float:
+        """Wall time spent training: evaluations (of every seed) excluded."""
+        return time.perf_counter() - self.started - sum(e.eval_seconds for e in self.evals)
+
+    def _save(self, name: str, include_buffer: bool) -> Path:
+        if self.members == 1:
+            return self.agent.save(self.run_dir / name, include_buffer=include_buffer)
+        for m, d in enumerate(self.run_dirs):
+            self.agent.member(m).save(d / name)
+        return self.run_dirs[0].parent / f"seed*/{name}"
 
     def save_checkpoint(self) -> Path:
         """Everything a resume needs; refused once a loss went NaN, so the last good one survives."""
         self.agent.nan_guard.check(self.agent.algo, self.checkpoint_path)
-        return self.agent.save(self.checkpoint_path,
-                               include_buffer=getattr(self.agent.config, "save_replay_buffer", False))
+        return self._save(CHECKPOINT_NAME, getattr(self.agent.config, "save_replay_buffer", False))
 
     def __enter__(self) -> "TrainingRun":
         self.interrupt.__enter__()
@@ -283,8 +312,11 @@ class TrainingRun:
             self.log(scalars)
             while self.next_log <= step:
                 self.next_log += self.agent.config.log_interval
-        if self.evals.due(step) and self.evals.run(step):
-            return True
+        if self.evals[0].due(step):
+            train_time = self.train_time()
+            reached = [e.run(step, train_time) or bool(e.reached) for e in self.evals]
+            if all(reached):
+                return True
         if self.next_checkpoint is not None and step >= self.next_checkpoint:
             self.save_checkpoint()
             while self.next_checkpoint <= step:
@@ -296,14 +328,17 @@ class TrainingRun:
     def log(self, scalars: dict[str, Any]) -> None:
         self.agent.nan_guard.check(self.agent.algo, self.checkpoint_path)
         step = self.agent.global_step
-        sps = (step - self.step_start) / max(self.evals.train_time(), 1e-9)
+        sps = (step - self.step_start) / max(self.train_time(), 1e-9)
         scalars = {**scalars, **self.timing.pop(), "charts/SPS": sps}
         if self.stats_env is not None:
-            ret_sum, len_sum, count = self.stats_env.pop_finished()
-            if int(count) > 0:  # one sync per log, to leave windows without a finished episode blank
-                scalars["charts/episodic_return"] = ret_sum / count
-                scalars["charts/episodic_length"] = len_sum / count
-        self.logger.log(step, scalars)
+            ret_sum, len_sum, count = self.stats_env.pop_finished(groups=self.members if self.members > 1 else None)
+            counts = count.reshape(-1).tolist()  # one sync per log, to leave windows without an episode blank
+        for m, logger in enumerate(self.loggers):
+            member = {k: v[m] if isinstance(v, torch.Tensor) and v.dim() > 0 else v for k, v in scalars.items()}
+            if self.stats_env is not None and counts[m] > 0:
+                member["charts/episodic_return"] = ret_sum.reshape(-1)[m] / counts[m]
+                member["charts/episodic_length"] = len_sum.reshape(-1)[m] / counts[m]
+            logger.log(step, member)
         self.bar.update(step, sps, self.stats_env.recent_mean_return() if self.stats_env else None)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
@@ -312,13 +347,16 @@ class TrainingRun:
         try:
             if exc_type is None:
                 self.save_checkpoint()
-                agent.save(self.run_dir / MODEL_NAME, include_buffer=False)
-                agent.summary = self.evals.write_summary(agent.global_step, final_eval=self.evals.every > 0)
+                self._save(MODEL_NAME, include_buffer=False)
+                wall = self.train_time()
+                summaries = [e.write_summary(agent.global_step, wall, final_eval=e.every > 0) for e in self.evals]
+                agent.summary = summaries[0] if self.members == 1 else summaries
             elif issubclass(exc_type, KeyboardInterrupt):
                 path = self.save_checkpoint()
                 print(interrupted_message(agent.algo, agent.env_id, agent.global_step, path, self.run_dir), flush=True)
         finally:
-            self.logger.close()
+            for logger in self.loggers:
+                logger.close()
             self.bar.close()
         return False
 
@@ -359,6 +397,8 @@ class PolicyConfig:
     """Seed of the network, sampling and environments."""
     device: str = "cpu"
     """Torch device of the network, rollout buffer and environment tensors."""
+    backend: str = "auto"
+    """Environment implementation: torch (native batched tensors), gymnasium, or auto (torch where one exists)."""
     log_interval: int = 2_048
     """Environment steps between TensorBoard writes (checked after each update)."""
     checkpoint_interval: int = 100_000
@@ -372,6 +412,7 @@ class PolicyConfig:
         check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
         check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
         check(self, "activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+        check(self, "backend", self.backend in envs.BACKENDS, f"one of {', '.join(envs.BACKENDS)}")
         check(self, "hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive widths")
 
 
@@ -401,7 +442,7 @@ def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
     """
     buffer, policy, env = agent.buffer, agent.policy, agent.env
     buffer.reset()
-    n = env.num_envs
+    n = env.num_envs // getattr(agent, "members", 1)  # steps are counted per seed when several train at once
     for _ in range(buffer.num_steps):
         action, logprob, value = policy.act(agent.obs)
         next_obs, reward, terminated, truncated, info = env.step(policy.to_env(action))
@@ -442,9 +483,10 @@ class Agent:
     checkpoint_state: tuple[str, ...] = ()
     counters: tuple[str, ...] = ("global_step", "num_updates", "total_steps")
 
-    def __init__(self, env: str | VecEnv, hyperparameters: dict[str, Any]):
-        """Config (the id's preset, then `hyperparameters`), seeding, the training environment and
-        the counters; the subclass then builds its networks."""
+    def __init__(self, env: str | VecEnv, hyperparameters: dict[str, Any], members: int = 1):
+        """Config (the id's preset, then `hyperparameters`), seeding, the training environment
+        (`num_envs` copies per member when `members` seeds train at once) and the counters; the
+        subclass then builds its networks."""
         self.env_id = env if isinstance(env, str) else env.env_id
         self.config = build_config(self.config_class, hyperparameters, preset_for(self.algo, self.env_id))
         cfg = self.config
@@ -452,7 +494,7 @@ class Agent:
             cfg.clip_reward = self.env_id.startswith("ALE/")
         seed_everything(cfg.seed)
         self.device = torch.device(cfg.device)
-        self.env = make_training_env(env, cfg) if isinstance(env, str) else env
+        self.env = make_training_env(env, cfg, members) if isinstance(env, str) else env
         check_action_space(self.algo, self.env.single_action_space, self.action_spaces)
         self.global_step = 0  # environment steps, all copies counted
         self.num_updates = 0
@@ -493,7 +535,9 @@ class Agent:
         if payload.get("algo") != cls.algo:
             raise ValueError(f"Checkpoint '{path}' holds a {payload.get('algo')!r} agent, not {cls.algo!r}: "
                              "load it with that agent's class.")
-        agent = cls(env if env is not None else payload["env_id"], **{**payload["config"], **overrides})
+        # Checkpoints from before the torch-native environments ran on gymnasium's.
+        config = {"backend": "gymnasium", **payload["config"], **overrides}
+        agent = cls(env if env is not None else payload["env_id"], **config)
         for name, state in payload["state"].items():
             getattr(agent, name).load_state_dict(state)
         for name, value in payload["counters"].items():

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import envs
 from agents.common import Agent, TrainingRun, obs_to_tensor
 from envs.core import VecEnv
 from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
@@ -79,6 +80,8 @@ class DQNConfig:
     """Seed of the networks, exploration, replay sampling and environments."""
     device: str = "cpu"
     """Torch device of the networks, buffer and environment tensors."""
+    backend: str = "auto"
+    """Environment implementation: torch (native batched tensors), gymnasium, or auto (torch where one exists)."""
     normalize_obs: bool = False
     """Normalise observations by running mean and std (saved in checkpoints)."""
     clip_reward: bool | None = None
@@ -109,6 +112,7 @@ class DQNConfig:
         check(self, "per_alpha", self.per_alpha >= 0, ">= 0")
         check(self, "per_beta", 0 <= self.per_beta <= 1, "in [0, 1]")
         check(self, "hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive widths")
+        check(self, "backend", self.backend in envs.BACKENDS, f"one of {', '.join(envs.BACKENDS)}")
         check(self, "batch_size", self.batch_size <= self.buffer_size, f"<= buffer_size ({self.buffer_size})")
 
 

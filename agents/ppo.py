@@ -11,6 +11,8 @@ the update epochs, the learn loop), saving and loading. The policy is any module
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from agents.common import (
     Agent,
@@ -31,7 +32,9 @@ from agents.common import (
 )
 from envs.core import VecEnv
 from rlcore.config import check
+from rlcore.ensemble import clip_grad_norm_per_member, member_state_dict, stack_modules, unstack_tensor
 from rlcore.rollout import normalize_advantages
+from rlcore.seeding import rng_state, set_rng_state
 
 
 @dataclass
@@ -75,20 +78,84 @@ class PPOConfig(PolicyConfig):
               f"a divisor of the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
 
 
+def check_seeds(seeds: Sequence[int], env: str | VecEnv, hyperparameters: dict[str, Any]) -> tuple[int, ...]:
+    """The seeds of a several-seeds-at-once run, refused early when they cannot work."""
+    seeds = tuple(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds = {seeds!r} is invalid: give a non-empty list of integers, e.g. range(16).")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds = {list(seeds)} repeats a seed: each seed trains its own agent.")
+    if "seed" in hyperparameters and hyperparameters["seed"] != seeds[0]:
+        raise ValueError(f"Give seed ({hyperparameters['seed']}) or seeds ({list(seeds)}), not both.")
+    if not isinstance(env, str):
+        raise ValueError("Several seeds at once need an environment id (each seed's saved agent rebuilds its "
+                         "environment from it), not a VecEnv.")
+    return seeds
+
+
 class PPO(Agent):
-    """`PPO(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
+    """`PPO(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions).
+
+    `PPO(env_id, seeds=range(16), ...)` trains one independent agent per seed in this process:
+    `num_envs` copies each, their networks stacked (`rlcore.ensemble`) so all seeds take one
+    pass. Each seed logs, evaluates and saves into its own run directory; `member(i)` is seed
+    `seeds[i]` as a plain PPO agent.
+    """
 
     algo = "ppo"
     config_class = PPOConfig
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
     checkpoint_state = ("policy", "optimizer", "nan_guard")
 
-    def __init__(self, env: str | VecEnv, **hyperparameters: Any):
-        super().__init__(env, hyperparameters)
+    def __init__(self, env: str | VecEnv, seeds: Sequence[int] | None = None, **hyperparameters: Any):
+        if seeds is not None:
+            seeds = check_seeds(seeds, env, hyperparameters)
+            hyperparameters = {**hyperparameters, "seed": seeds[0]}
+        self.seeds = seeds
+        self.members = len(seeds) if seeds else 1
+        super().__init__(env, hyperparameters, members=self.members)
         cfg = self.config
-        self.policy = make_actor_critic(self.env, cfg)
+        if self.members == 1:
+            self.policy = make_actor_critic(self.env, cfg)
+        else:
+            for name, bad in (("target_kl", cfg.target_kl is not None), ("normalize_obs", cfg.normalize_obs),
+                              ("normalize_reward", cfg.normalize_reward)):
+                if bad:  # early stopping would couple the seeds' epochs; shared statistics their inputs
+                    raise ValueError(f"{name} = {getattr(cfg, name)} is not supported with several seeds at once: "
+                                     "it would couple the seeds. Train them one at a time, or turn it off.")
+            members = []
+            for seed in seeds:
+                torch.manual_seed(seed)  # each seed starts from the weights a run of its own would
+                members.append(make_actor_critic(self.env, cfg))
+            self.policy = stack_modules(members)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+
+    def member(self, m: int) -> "PPO":
+        """Seed `seeds[m]` of a several-seed agent as a plain PPO agent (its own environment, its
+        weights, optimiser state and counters), e.g. to evaluate or save it; `self` with one seed."""
+        if self.members == 1:
+            return self
+        saved = rng_state()  # building an agent reseeds the global RNGs; training must not notice
+        try:
+            agent = PPO(self.env_id, **{**dataclasses.asdict(self.config), "seed": self.seeds[m]})
+            agent.policy.load_state_dict(member_state_dict(self.policy, m))
+            names = [name for name, _ in self.policy.named_parameters()]
+            state = self.optimizer.state_dict()
+            state["state"] = {i: {k: unstack_tensor(self.policy, names[i], v, m) if v.dim() > 0 else v
+                                  for k, v in slots.items()} for i, slots in state["state"].items()}
+            agent.optimizer.load_state_dict(state)
+            agent.nan_guard.load_state_dict(self.nan_guard.state_dict())
+            for name in self.counters:
+                setattr(agent, name, getattr(self, name))
+        finally:
+            set_rng_state(saved)
+        return agent
+
+    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
+        if self.members > 1:
+            raise ValueError(f"This PPO trains {self.members} seeds at once: save each with agent.member(i).save(path).")
+        return super().save(path, include_buffer)
 
     # ----- acting -------------------------------------------------------------------------
     def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
@@ -97,24 +164,31 @@ class PPO(Agent):
 
     # ----- learning -----------------------------------------------------------------------
     def _loss(self, batch, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = self.config
+        cfg, members = self.config, self.members
+
+        def mean(x: torch.Tensor) -> torch.Tensor:  # [members]: each seed's minibatch is its own (member-major rows)
+            return x.view(members, -1).mean(1)
+
         logprob, entropy, value = self.policy.evaluate_actions(batch.obs, batch.actions)
         log_ratio = logprob - batch.logprobs
         ratio = log_ratio.exp()
-        advantages = normalize_advantages(batch.advantages) if cfg.normalize_advantage else batch.advantages
+        advantages = batch.advantages
+        if cfg.normalize_advantage:
+            advantages = normalize_advantages(advantages.view(members, -1), dim=1).view(-1)
         # Clipped surrogate: the pessimistic (larger) of the two losses.
-        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
+        policy_loss = mean(torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)))
         if cfg.clip_range_vf is None:
-            value_loss = 0.5 * (value - batch.returns).pow(2).mean()
+            value_loss = 0.5 * mean((value - batch.returns).pow(2))
         else:
             clipped = batch.values + (value - batch.values).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
-            value_loss = 0.5 * torch.max((value - batch.returns).pow(2), (clipped - batch.returns).pow(2)).mean()
-        entropy_mean = entropy.mean()
-        loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+            value_loss = 0.5 * mean(torch.max((value - batch.returns).pow(2), (clipped - batch.returns).pow(2)))
+        entropy_mean = mean(entropy)
+        # Summed over seeds: each seed's parameters get exactly the gradient of its own loss.
+        loss = (policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss).sum()
         with torch.no_grad():
             # The low-variance KL estimator (ratio - 1) - log ratio (Schulman 2020; details #12).
-            approx_kl = ((ratio - 1) - log_ratio).mean()
-            clipfrac = ((ratio - 1).abs() > clip_range).float().mean()
+            approx_kl = mean((ratio - 1) - log_ratio)
+            clipfrac = mean(((ratio - 1).abs() > clip_range).float())
         return loss, {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
                       "losses/entropy": entropy_mean.detach(), "losses/approx_kl": approx_kl,
                       "losses/clipfrac": clipfrac}
@@ -127,15 +201,15 @@ class PPO(Agent):
             for group in self.optimizer.param_groups:
                 group["lr"] = frac * cfg.learning_rate
         clip_range = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
-        num_minibatches = cfg.n_steps * self.env.num_envs // cfg.batch_size
+        num_minibatches = cfg.n_steps * (self.env.num_envs // self.members) // cfg.batch_size
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.n_epochs):
-            for batch in self.buffer.minibatches(num_minibatches):
+            for batch in self.buffer.minibatches(num_minibatches, members=self.members):
                 loss, stats = self._loss(batch, clip_range)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                clip_grad_norm_per_member(self.policy.parameters(), cfg.max_grad_norm, self.members)
                 self.optimizer.step()
                 self.nan_guard.record(loss, self.global_step)
                 sums = {k: sums.get(k, 0) + v for k, v in stats.items()}
@@ -144,8 +218,10 @@ class PPO(Agent):
             if cfg.target_kl is not None and float(stats["losses/approx_kl"]) > cfg.target_kl:
                 break
         self.num_updates += 1
-        values, returns = self.buffer.values.view(-1), self.buffer.returns.view(-1)
-        explained_var = 1 - (returns - values).var() / returns.var().clamp_min(1e-8)
+        # Per seed: [T, members * N] -> [members, T * N].
+        values, returns = (x.view(cfg.n_steps, self.members, -1).transpose(0, 1).reshape(self.members, -1)
+                           for x in (self.buffer.values, self.buffer.returns))
+        explained_var = 1 - (returns - values).var(1) / returns.var(1).clamp_min(1e-8)
         return {**{k: v / count for k, v in sums.items()}, "losses/explained_variance": explained_var,
                 "charts/learning_rate": self.optimizer.param_groups[0]["lr"], "charts/clip_range": clip_range}
 

@@ -32,9 +32,10 @@ class EpisodeStatistics(VecEnvWrapper):
         # float64: a long episode of small rewards summed in float32 loses digits.
         self._return = torch.zeros(n, dtype=torch.float64, device=dev)
         self._length = torch.zeros(n, dtype=torch.int64, device=dev)
-        self._return_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        self._length_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        self._count = torch.zeros((), dtype=torch.int64, device=dev)
+        # Finished-episode sums per copy, so pop_finished can report per group of copies (per seed).
+        self._return_sum = torch.zeros(n, dtype=torch.float64, device=dev)
+        self._length_sum = torch.zeros(n, dtype=torch.float64, device=dev)
+        self._count = torch.zeros(n, dtype=torch.int64, device=dev)
         self._total = torch.zeros((), dtype=torch.int64, device=dev)
         # One extra slot at the end absorbs the writes of envs that did not finish, so the
         # ring update is a single unconditional scatter.
@@ -60,9 +61,9 @@ class EpisodeStatistics(VecEnvWrapper):
         ep_return = torch.where(done, self._return, 0.0)
         ep_length = torch.where(done, self._length, 0)
         n_done = done.sum()
-        self._return_sum += ep_return.sum()
-        self._length_sum += ep_length.sum()
-        self._count += n_done
+        self._return_sum += ep_return
+        self._length_sum += ep_length
+        self._count += done
         # Finished episodes take consecutive ring slots in env order; when more than
         # `window` finish at once only the last `window` are kept, so no slot is written twice.
         rank = done.cumsum(0)
@@ -82,15 +83,22 @@ class EpisodeStatistics(VecEnvWrapper):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, v in state.get("stats", {}).items():
-            getattr(self, k).copy_(v)
+            target = getattr(self, k)
+            if v.dim() < target.dim():  # a checkpoint from before per-copy sums: keep its totals in copy 0
+                target.zero_()
+                target[0] = v
+            else:
+                target.copy_(v)
         self.env.load_state_dict(state.get("env", {}))
 
-    def pop_finished(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pop_finished(self, groups: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(sum of returns, sum of lengths, count) of episodes finished since the last pop.
 
-        0-d device tensors (float64, float64, int64); no sync happens here.
+        0-d device tensors (float64, float64, int64), or ``[groups]`` tensors summed over that many
+        consecutive equal groups of copies (one per seed when several train at once). No sync.
         """
-        out = (self._return_sum, self._length_sum, self._count)
+        sums = (self._return_sum, self._length_sum, self._count)
+        out = tuple(x.sum() if groups is None else x.view(groups, -1).sum(1) for x in sums)
         self._return_sum = torch.zeros_like(self._return_sum)
         self._length_sum = torch.zeros_like(self._length_sum)
         self._count = torch.zeros_like(self._count)

@@ -87,8 +87,10 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
-    """``(A - mean) / (std + eps)`` over all elements, or over ``mask``ed elements only.
+def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8,
+                         dim: int | None = None) -> Tensor:
+    """``(A - mean) / (std + eps)`` over all elements, over ``mask``ed elements only, or along
+    ``dim`` (each slice on its own: one per seed when several train at once).
 
     ``mask`` (bool, same shape) marks real entries, e.g. the generated tokens of padded
     language-model sequences: padding neither shifts the statistics nor receives a value
@@ -97,9 +99,13 @@ def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: fl
     Statistics stay on the device: no host sync.
     """
     if mask is None:
-        mean = advantages.mean()
-        var = (advantages - mean).square().sum() / max(advantages.numel() - 1, 1)
+        dims = () if dim is None else (dim,)
+        count = advantages.numel() if dim is None else advantages.shape[dim]
+        mean = advantages.mean(dims, keepdim=True)
+        var = (advantages - mean).square().sum(dims, keepdim=True) / max(count - 1, 1)
         return (advantages - mean) / (var.sqrt() + eps)
+    if dim is not None:
+        raise ValueError("normalize_advantages: give mask or dim, not both.")
     if tuple(mask.shape) != tuple(advantages.shape) or mask.dtype != torch.bool:
         raise ValueError(f"normalize_advantages: mask must be bool with the advantages' shape "
                          f"{tuple(advantages.shape)}, got {mask.dtype} {tuple(mask.shape)}.")
@@ -265,15 +271,24 @@ class RolloutBuffer:
         self.returns.copy_(returns)
         self._computed = True
 
-    def minibatches(self, num_minibatches: int, generator: torch.Generator | None = None) -> Iterator[RolloutBatch]:
+    def minibatches(self, num_minibatches: int, generator: torch.Generator | None = None,
+                    members: int = 1) -> Iterator[RolloutBatch]:
         """One epoch: a random permutation of all ``T * N`` transitions in ``num_minibatches`` equal chunks.
 
         The permutation comes from ``generator``, or the global torch RNG (so
         ``torch.manual_seed`` reproduces a run). Chunks must be equal, so ``num_minibatches``
         must divide ``T * N``; an uneven last chunk would weigh its samples differently.
+
+        ``members`` > 1 splits the envs into that many consecutive groups (one per seed trained
+        at once, ``rlcore.ensemble``): each group is permuted on its own and every minibatch
+        holds an equal chunk of each, member-major.
         """
         name = type(self).__name__
-        total = self.num_steps * self.num_envs
+        if not (isinstance(members, int) and members >= 1 and self.num_envs % members == 0):
+            raise ValueError(f"{name}.minibatches: members = {members!r} must be an int >= 1 dividing "
+                             f"num_envs = {self.num_envs}.")
+        envs_per_member = self.num_envs // members
+        total = self.num_steps * envs_per_member
         if not (isinstance(num_minibatches, int) and 1 <= num_minibatches <= total and total % num_minibatches == 0):
             raise ValueError(
                 f"{name}.minibatches: num_minibatches = {num_minibatches!r} is invalid: must be an int between "
@@ -282,10 +297,14 @@ class RolloutBuffer:
             raise RuntimeError(f"{name}.minibatches: call compute_returns_and_advantages() after the last add().")
         # Checks and the permutation draw happen at call time; only the gathers wait for iteration.
         perm_device = generator.device if generator is not None else self.device
-        perm = torch.randperm(total, generator=generator, device=perm_device).to(self.device)
-        return self._gather(perm.split(total // num_minibatches))
+        perm = torch.stack([torch.randperm(total, generator=generator, device=perm_device) for _ in range(members)])
+        perm = perm.to(self.device)
+        if members > 1:  # position (t, j) of member m's envs -> row t * num_envs + m * envs_per_member + j
+            offsets = torch.arange(members, device=self.device).unsqueeze(1) * envs_per_member
+            perm = perm // envs_per_member * self.num_envs + offsets + perm % envs_per_member
+        return self._gather([chunk.reshape(-1) for chunk in perm.split(total // num_minibatches, dim=1)])
 
-    def _gather(self, chunks: tuple[Tensor, ...]) -> Iterator[RolloutBatch]:
+    def _gather(self, chunks: list[Tensor]) -> Iterator[RolloutBatch]:
         flat = RolloutBatch(
             obs=self.obs.flatten(0, 1),
             actions=self.actions.flatten(0, 1),
