@@ -72,7 +72,8 @@ class A2C(Agent):
         self.policy = make_actor_critic(self.env, cfg)
         params = self.policy.parameters()
         self.optimizer = (torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.rms_prop_eps)
-                          if cfg.use_rms_prop else torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.rms_prop_eps))
+                          if cfg.use_rms_prop else torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.rms_prop_eps,
+                                                                       fused=True))
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
 
     def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:

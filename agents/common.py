@@ -443,13 +443,18 @@ def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
     buffer, policy, env = agent.buffer, agent.policy, agent.env
     buffer.reset()
     n = env.num_envs // getattr(agent, "members", 1)  # steps are counted per seed when several train at once
+    no_final_values = torch.zeros(env.num_envs, device=buffer.device)
     for _ in range(buffer.num_steps):
         action, logprob, value = policy.act(agent.obs)
         next_obs, reward, terminated, truncated, info = env.step(policy.to_env(action))
         agent.nan_guard.record_env(next_obs, reward, agent.global_step + n)
-        # V(true final observation), read only where a time limit cut an episode (the bootstrap);
-        # one critic pass over final_obs serves every copy without asking which ones ended.
-        final_value = policy.value(info["final_obs"])
+        # V(true final observation), read only where a time limit cut an episode (the bootstrap). On an
+        # accelerator one critic pass over every copy avoids asking which ones ended (a sync); on the
+        # CPU asking is free and most steps truncate nothing, so the pass is skipped then.
+        if env.device.type != "cpu" or bool(truncated.any()):
+            final_value = policy.value(info["final_obs"])
+        else:
+            final_value = no_final_values
         buffer.add(obs=agent.obs, actions=action, logprobs=logprob, values=value, rewards=reward,
                    terminated=terminated, truncated=truncated, final_values=final_value)
         agent.obs = next_obs

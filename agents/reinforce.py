@@ -67,7 +67,7 @@ class REINFORCE(Agent):
         super().__init__(env, hyperparameters)
         cfg = self.config
         self.policy = make_actor_critic(self.env, cfg)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, fused=True)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
 
     def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
