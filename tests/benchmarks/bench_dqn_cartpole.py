@@ -30,10 +30,10 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
-def ours(seed: int, run_root: str) -> dict:
+def ours(seed: int, run_root: str, backend: str) -> dict:
     from agents import DQN
 
-    agent = DQN("CartPole-v1", seed=seed)
+    agent = DQN("CartPole-v1", seed=seed, backend=backend)
     agent.learn(100_000, run_dir=f"{run_root}/ours_{seed}", progress=False, eval_every=5_000,
                 eval_episodes=20, stop_at_return=475)
     s = agent.summary
@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--sb3-seeds", default="0-4")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both libraries")
+    parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch"),
+                        help="our CartPole: gymnasium's (the recorded figures) or the torch-native one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = tempfile.mkdtemp(prefix="bench_dqn_")
@@ -93,7 +95,7 @@ def main() -> None:
         rows["sb3"].append(sb3(seed))
         print("sb3 ", json.dumps(rows["sb3"][-1]), flush=True)
     for seed in parse_seeds(args.seeds):
-        rows["ours"].append(ours(seed, root))
+        rows["ours"].append(ours(seed, root, args.backend))
         print("ours", json.dumps(rows["ours"][-1]), flush=True)
     for name in ("ours", "sb3"):
         runs = rows[name]

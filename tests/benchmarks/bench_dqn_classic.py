@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ZOO))
     parser.add_argument("--seeds", default="0-0")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch", "auto"),
+                        help="environment implementation (the recorded figures used gymnasium's)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -38,8 +40,8 @@ def main() -> None:
         for seed in range(int(lo), int(hi or lo) + 1):
             steps = preset_total_steps("dqn", env_id)
             t0 = time.perf_counter()
-            agent = DQN(env_id, seed=seed, checkpoint_interval=0).learn(steps, run_dir=f"{root}/{env_id}_{seed}",
-                                                                        progress=False)
+            agent = DQN(env_id, seed=seed, checkpoint_interval=0, backend=args.backend)
+            agent.learn(steps, run_dir=f"{root}/{env_id}_{seed}", progress=False)
             wall = time.perf_counter() - t0
             mean, std = evaluate(agent, env_id, episodes=50, seed=1_000 + seed)
             rows.append({"env_id": env_id, "seed": seed, "steps": steps, "mean_return": round(mean, 1),

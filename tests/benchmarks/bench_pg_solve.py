@@ -19,6 +19,7 @@ import torch
 
 def main() -> None:
     from agents import AGENTS
+    from rlcore import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("algo", choices=sorted(AGENTS))
@@ -27,6 +28,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=500_000)
     parser.add_argument("--target", type=float, default=475)
     parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch", "auto"),
+                        help="environment implementation (the recorded figures used gymnasium's)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -34,13 +37,16 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
     rows = []
     for seed in range(int(lo), int(hi or lo) + 1):
-        agent = AGENTS[args.algo](args.env_id, seed=seed)
+        agent = AGENTS[args.algo](args.env_id, seed=seed, backend=args.backend)
         agent.learn(args.budget, run_dir=f"{root}/{seed}", progress=False, eval_every=args.eval_every,
                     stop_at_return=args.target)
         s = agent.summary
         rows.append({"seed": seed, "reached": "steps_to_threshold" in s, "steps": s.get("steps_to_threshold"),
                      "wall_time": round(s.get("wall_time_to_threshold", s["wall_time"]), 1),
                      "final_mean_return": s["final_mean_return"]})
+        if args.backend != "gymnasium":  # does the policy transfer to gymnasium's own environment?
+            agent.config.backend = "gymnasium"  # evaluation environments are built from the config
+            rows[-1]["gymnasium_eval_return"] = evaluate(agent, args.env_id, episodes=20, seed=10_000)[0]
         print(json.dumps(rows[-1]), flush=True)
     reached = [r for r in rows if r["reached"]]
     med = statistics.median(r["wall_time"] for r in reached) if reached else None

@@ -1,12 +1,15 @@
 """PPO on CartPole-v1, side by side with Stable-Baselines3's zoo-tuned PPO, in one process.
 
-    python tests/benchmarks/bench_ppo_cartpole.py [--seeds 0-4] [--sb3-seeds 0-2] [--out FILE]
+    python tests/benchmarks/bench_ppo_cartpole.py [--backend gymnasium|torch] [--seeds 0-4] [--sb3-seeds 0-2]
+        [--eval-every 10000] [--out FILE]
 
 Ours: the CartPole-v1 preset (the zoo's hyperparameters), up to 100k environment steps, a
 deterministic 20-episode evaluation every 10k steps, stopping once the mean reaches 475.
 SB3: the zoo's CartPole-v1 PPO for its full 100k-step budget (the reference wall time the
 issue compares against), then the same deterministic 20-episode evaluation.
 Wall times are training time only (evaluation excluded); one torch thread for both (`--threads`).
+`--backend torch` trains ours on the torch-native CartPole and also evaluates each final model
+on gymnasium's CartPole-v1 (20 episodes), to show the policy transfers.
 """
 
 from __future__ import annotations
@@ -27,15 +30,20 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
-def ours(seed: int, run_root: str) -> dict:
+def ours(seed: int, run_root: str, backend: str, eval_every: int) -> dict:
     from agents import PPO
+    from rlcore import evaluate
 
-    agent = PPO("CartPole-v1", seed=seed)
-    agent.learn(100_000, run_dir=f"{run_root}/ours_{seed}", progress=False, eval_every=10_000,
+    agent = PPO("CartPole-v1", seed=seed, backend=backend)
+    agent.learn(100_000, run_dir=f"{run_root}/ours_{seed}", progress=False, eval_every=eval_every,
                 eval_episodes=20, stop_at_return=475)
     s = agent.summary
-    return {"seed": seed, "reached": "steps_to_threshold" in s, "steps": s.get("steps_to_threshold"),
-            "wall_time": s.get("wall_time_to_threshold", s["wall_time"]), "final_mean_return": s["final_mean_return"]}
+    row = {"seed": seed, "reached": "steps_to_threshold" in s, "steps": s.get("steps_to_threshold"),
+           "wall_time": s.get("wall_time_to_threshold", s["wall_time"]), "final_mean_return": s["final_mean_return"]}
+    if backend != "gymnasium":
+        agent.config.backend = "gymnasium"  # evaluation environments are built from the config
+        row["gymnasium_eval_return"] = evaluate(agent, "CartPole-v1", episodes=20, seed=10_000)[0]
+    return row
 
 
 def sb3(seed: int) -> dict:
@@ -64,16 +72,18 @@ def main() -> None:
     parser.add_argument("--sb3-seeds", default="0-2")
     parser.add_argument("--out", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch"))
+    parser.add_argument("--eval-every", type=int, default=10_000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = tempfile.mkdtemp(prefix="bench_ppo_")
     rows = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s), "
-                       f"torch {torch.__version__}", "ours": [], "sb3": []}
+                       f"torch {torch.__version__}", "backend": args.backend, "ours": [], "sb3": []}
     for seed in parse_seeds(args.sb3_seeds):
         rows["sb3"].append(sb3(seed))
         print("sb3 ", json.dumps(rows["sb3"][-1]), flush=True)
     for seed in parse_seeds(args.seeds):
-        rows["ours"].append(ours(seed, root))
+        rows["ours"].append(ours(seed, root, args.backend, args.eval_every))
         print("ours", json.dumps(rows["ours"][-1]), flush=True)
     sb3_wall = statistics.median(r["wall_time"] for r in rows["sb3"])
     reached = [r for r in rows["ours"] if r["reached"]]
