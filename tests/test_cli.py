@@ -64,6 +64,16 @@ def test_eval_prints_one_json_object(trained: Path, capsys):
     assert result["checkpoint"].endswith(MODEL_NAME)
 
 
+def test_eval_on_the_other_backend(trained: Path, capsys):
+    """The fixture trained on the torch-native CartPole (backend auto); score it on gymnasium's."""
+    capsys.readouterr()
+    assert main(["eval", str(trained), "--episodes", "2", "--backend", "gymnasium", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 2
+    with pytest.raises(SystemExit):
+        main(["eval", str(trained), "--backend", "jax"])
+    assert "invalid choice: 'jax'" in capsys.readouterr().err
+
+
 def test_resume_continues_to_the_new_budget(trained: Path, tmp_path: Path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)

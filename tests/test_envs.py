@@ -286,3 +286,20 @@ def test_tensors_land_on_cuda() -> None:
             obs, reward, terminated, truncated, info = env.step(torch.randint(0, 2, (2,), device="cuda"))
             assert all(t.is_cuda for t in (obs, reward, terminated, truncated, info["final_obs"], info["episode_return"]))
         assert all(t.is_cuda for t in env.find(EpisodeStatistics).pop_finished())
+
+
+def test_backend_choice_and_its_errors() -> None:
+    assert type(make("CartPole-v1").unwrapped).__name__ == "CartPoleVecEnv"  # auto: torch-native where it exists
+    assert isinstance(make("CartPole-v1", backend="gymnasium").unwrapped, GymVecEnv)
+    assert isinstance(make("CartPole-v1", render_mode="rgb_array").unwrapped, GymVecEnv)  # only gymnasium's renders
+    assert isinstance(make("Taxi-v4").unwrapped, GymVecEnv)  # no torch-native version
+    with pytest.raises(ValueError, match="backend must be one of"):
+        make("CartPole-v1", backend="jax")
+    with pytest.raises(ValueError, match="no torch-native version.*Acrobot-v1"):
+        make("Taxi-v4", backend="torch")
+    with pytest.raises(ValueError, match="does not take render_mode"):
+        make("CartPole-v1", backend="torch", render_mode="human")
+    with pytest.raises(ValueError, match="vectorization"):
+        make("CartPole-v1", backend="torch", vectorization="async")
+    with pytest.raises(ValueError, match="num_envs"):
+        make("CartPole-v1", num_envs=0, backend="torch")
