@@ -1,4 +1,4 @@
-"""The `rl` command: `rl train`, `rl eval`, `rl list`.
+"""The `rl` command: `rl train`, `rl eval`, `rl list`, `rl bench`.
 
 Hyperparameter flags are generated from each agent's config dataclass: every field `foo_bar`
 is `--foo-bar VALUE`, typed and documented by the field itself, so the CLI cannot drift
@@ -14,12 +14,15 @@ import json
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any, Sequence
 
 import gymnasium as gym
 import torch
 
 from agents import AGENTS
+from agents.bench import PARTS
+from agents.bench import run as run_bench
 from agents.presets import PRESETS, preset_total_steps
 from envs import BACKENDS
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
@@ -120,6 +123,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("list", help="agents, their hyperparameters, environments with presets")
+
+    bench = sub.add_parser("bench", help="speed comparisons against gymnasium and SB3 on this machine "
+                                         "(markdown + PNG under runs/bench/)", allow_abbrev=False)
+    bench.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
+    bench.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline, not the speed")
+    bench.add_argument("--seeds", type=parse_seeds, default=None, help="our PPO seeds (default 0-4)")
+    bench.add_argument("--sb3-seeds", type=parse_seeds, default=None, help="SB3's PPO seeds (default 0-2)")
+    bench.add_argument("--device", default="cpu", help="device of the torch-native environment throughput")
+    bench.add_argument("--threads", type=int, default=1, help="torch CPU threads, for every library")
+    bench.add_argument("--out", default="runs/bench")
     return parser
 
 
@@ -206,6 +219,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise ConfigError(f"--threads {args.threads} is invalid: must be >= 1.")
+    torch.set_num_threads(args.threads)
+    parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
+    results = run_bench(parts, Path(args.out), quick=args.quick, seeds=args.seeds, sb3_seeds=args.sb3_seeds,
+                        device=args.device)
+    print((Path(results["dir"]) / "results.md").read_text())
+    print(f"Written to {results['dir']} (results.md, results.json"
+          + (", plot.png)" if results["plot"] != "None" else "; no plot: pip install -e \".[bench]\" for matplotlib)"))
+    return 0
+
+
 def _list() -> int:
     for name, cls in sorted(AGENTS.items()):
         print(f"{name}  ({cls.__doc__.strip().splitlines()[0]})")
@@ -231,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, extra)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "bench":
+            return _bench(args)
         return _list()
     except KeyboardInterrupt:
         return 130  # the agent already saved a checkpoint and printed how to resume

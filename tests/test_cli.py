@@ -209,3 +209,19 @@ def test_policy_gradient_agents_train_and_evaluate_from_the_cli(algo, tmp_path: 
     assert main(["eval", str(tmp_path), "--episodes", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["algo"] == algo and result["episodes"] == 2 and result["mean_return"] < 0
+
+
+def test_bench_writes_markdown_json_and_plot(tmp_path: Path, capsys):
+    """--quick runs every part with tiny budgets: it checks the pipeline, not the speed."""
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    report = (run / "results.md").read_text()
+    assert "Machine:" in report and "cores" in report and "torch" in report
+    for heading in ("Environment throughput", "PPO on CartPole-v1", "Many seeds at once"):
+        assert heading in report
+    results = json.loads((run / "results.json").read_text())
+    assert results["env"]["ratio"] > 1 and len(results["ppo"]["sb3"]) == 1 and results["seeds"]["many"] == 2
+    assert (run / "plot.png").stat().st_size > 1000
+    assert "results.md" in capsys.readouterr().out
+    assert main(["bench", "--only", "env,gpu", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown bench part(s) gpu" in capsys.readouterr().err and not (tmp_path / "x").exists()
