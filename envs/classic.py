@@ -455,7 +455,7 @@ class MountainCarVecEnv(TorchVecEnv):
         return torch.stack((position, velocity), 1), reward, terminated
 
 
-class MountainCarContinuousVecEnv(TorchVecEnv):
+class MountainCarContinuousVecEnv(MountainCarVecEnv):
     """MountainCarContinuous-v0: state and observation ``[position, velocity]``, action Box(-1, 1, (1,)).
 
     The force is the action clipped to [-1, 1]; the reward's action cost uses the unclipped
@@ -470,9 +470,6 @@ class MountainCarContinuousVecEnv(TorchVecEnv):
 
     min_action = -1.0
     max_action = 1.0
-    min_position = -1.2
-    max_position = 0.6
-    max_speed = 0.07
     goal_position = 0.45
     power = 0.0015
 
@@ -486,17 +483,9 @@ class MountainCarContinuousVecEnv(TorchVecEnv):
         render_mode: str | None = None,
         goal_velocity: float = 0,
     ):
-        super().__init__(num_envs, device, seed, max_episode_steps, dtype, render_mode)
-        self.goal_velocity = goal_velocity
-        low = np.array([self.min_position, -self.max_speed], dtype=np.float32)
-        high = np.array([self.max_position, self.max_speed], dtype=np.float32)
-        self.single_observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
+        # MountainCar-v0's observation space, reset distribution and goal test; only the action differs.
+        super().__init__(num_envs, device, seed, max_episode_steps, dtype, render_mode, goal_velocity)
         self.single_action_space = spaces.Box(low=self.min_action, high=self.max_action, shape=(1,), dtype=np.float32)
-
-    def _initial_states(self) -> torch.Tensor:
-        state = torch.zeros(self.num_envs, 2, dtype=self.dtype, device=self.device)
-        state[:, 0] = self._uniform(-0.6, -0.4, (self.num_envs,))
-        return state
 
     def _dynamics(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         position, velocity = state[:, 0], state[:, 1]
