@@ -8,6 +8,9 @@ Three parts, each measured in this one process against its reference in the same
   (evaluation excluded) per seed, against Stable-Baselines3's zoo-tuned PPO on gymnasium's
   CartPole for its 100k-step budget; each of our final models is also scored on gymnasium's.
 - `seeds`: wall time of 16 PPO seeds trained at once against one seed, same steps per seed.
+- `sps`: PPO training throughput (environment steps per second, collection and update) on the
+  torch-native CartPole at thousands of copies, eager and with the acting step compiled
+  (`compile=True`: CUDA graphs on a GPU); meant for `--device cuda`.
 
 Writes `results.md`, `results.json` and `plot.png` (matplotlib, the `bench` extra) to
 `runs/bench/<time>/` with the machine description: CPU model, cores, GPU, torch version.
@@ -27,11 +30,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-PARTS = ("env", "ppo", "seeds")
+PARTS = ("env", "ppo", "seeds", "sps")
 QUICK = {"torch_steps": 50, "gym_steps": 50, "repeats": 1, "ppo_steps": 2_048, "sb3_steps": 1_024, "seeds": 2,
-         "seed_steps": 512}
+         "seed_steps": 512, "sps_envs": (64,), "sps_iterations": 2}
 FULL = {"torch_steps": 2_000, "gym_steps": 1_000, "repeats": 3, "ppo_steps": 100_000, "sb3_steps": 100_000,
-        "seeds": 16, "seed_steps": 50_000}
+        "seeds": 16, "seed_steps": 50_000, "sps_envs": (4_096, 16_384, 65_536), "sps_iterations": 20}
+# The `sps` part's PPO: 16 steps per copy, 4 epochs of 4 minibatches, whatever the number of copies.
+SPS_PPO = {"n_steps": 16, "n_epochs": 4, "minibatches": 4}
 
 
 def machine() -> dict[str, Any]:
@@ -135,18 +140,59 @@ def ppo_cartpole(budget: dict[str, int], seeds: list[int], sb3_seeds: list[int],
             "reached": f"{len(reached)}/{len(ours)}", "ratio": sb3_median / ours_median if ours_median else None}
 
 
-def many_seeds(budget: dict[str, int], run_root: Path) -> dict[str, Any]:
+def many_seeds(budget: dict[str, int], run_root: Path, device: str = "cpu") -> dict[str, Any]:
     from agents import PPO
 
     walls = {}
     for n in (1, budget["seeds"]):
-        agent = PPO("CartPole-v1", seeds=list(range(n)) if n > 1 else None, checkpoint_interval=0)
+        agent = PPO("CartPole-v1", seeds=list(range(n)) if n > 1 else None, checkpoint_interval=0, device=device)
         start = time.perf_counter()
         agent.learn(budget["seed_steps"], run_dir=run_root / f"seeds_{n}", progress=False)
         walls[n] = time.perf_counter() - start  # includes writing each seed's checkpoint and model
-    return {"steps_per_seed": budget["seed_steps"], "one_seed_wall_time": walls[1],
+    return {"device": device, "steps_per_seed": budget["seed_steps"], "one_seed_wall_time": walls[1],
             "many": budget["seeds"], "many_wall_time": walls[budget["seeds"]],
             "ratio": walls[budget["seeds"]] / walls[1]}
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def ppo_throughput(budget: dict[str, Any], device: str) -> dict[str, Any]:
+    """PPO's steps per second at each number of copies, eager and compiled, after two warm-up
+    iterations (compilation and CUDA-graph capture happen there). Collection and update are timed
+    apart, with one device sync between them, the only one per iteration."""
+    from agents import PPO
+    from agents.common import collect
+
+    rows = []
+    for num_envs in budget["sps_envs"]:
+        for compiled in (False, True):
+            rollout = num_envs * SPS_PPO["n_steps"]
+            agent = PPO("CartPole-v1", backend="torch", device=device, num_envs=num_envs, n_steps=SPS_PPO["n_steps"],
+                        n_epochs=SPS_PPO["n_epochs"], batch_size=rollout // SPS_PPO["minibatches"], compile=compiled,
+                        checkpoint_interval=0)
+            agent.total_steps = 10**15  # the learning-rate schedule reads it
+            agent.obs, _ = agent.env.reset(seed=0)
+            seconds = {"collect": 0.0, "update": 0.0}
+            for i in range(2 + budget["sps_iterations"]):
+                _sync(device)
+                start = time.perf_counter()
+                collect(agent, agent.config.gamma, agent.config.gae_lambda)
+                _sync(device)
+                middle = time.perf_counter()
+                agent._update()
+                _sync(device)
+                if i >= 2:
+                    seconds["collect"] += middle - start
+                    seconds["update"] += time.perf_counter() - middle
+            steps = budget["sps_iterations"] * rollout
+            rows.append({"copies": num_envs, "compile": compiled, "steps": steps,
+                         "steps_per_s": steps / (seconds["collect"] + seconds["update"]),
+                         "collect_steps_per_s": steps / seconds["collect"], "update_seconds_share":
+                         seconds["update"] / (seconds["collect"] + seconds["update"])})
+    return {"device": device, "ppo": SPS_PPO, "rows": rows}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -176,11 +222,21 @@ def report(results: dict[str, Any]) -> str:
                   f"{[round(r.get('gymnasium_eval_return', float('nan')), 1) for r in p['ours']]}.", ""]
     if "seeds" in results:
         s = results["seeds"]
-        lines += ["## Many seeds at once (PPO, CartPole-v1 preset, torch-native)", "",
+        lines += [f"## Many seeds at once (PPO, CartPole-v1 preset, torch-native, {s.get('device', 'cpu')})", "",
                   "| | wall time (s) |", "|---|---:|", f"| 1 seed | {s['one_seed_wall_time']:.1f} |",
                   f"| {s['many']} seeds at once | {s['many_wall_time']:.1f} |", "",
                   f"{s['many']} seeds took {s['ratio']:.2f}x the wall time of one ({s['steps_per_seed']:,} steps per seed).",
                   ""]
+    if "sps" in results:
+        r = results["sps"]
+        lines += [f"## PPO training throughput (CartPole-v1, torch-native, {r['device']})", "",
+                  f"{r['ppo']['n_steps']} steps per copy, {r['ppo']['n_epochs']} epochs of {r['ppo']['minibatches']} "
+                  "minibatches per update.", "",
+                  "| copies | acting step | env steps/s (collect + update) | collect only | update share |",
+                  "|---:|---|---:|---:|---:|"]
+        lines += [f"| {row['copies']:,} | {'compiled' if row['compile'] else 'eager'} | {row['steps_per_s']:,.0f} | "
+                  f"{row['collect_steps_per_s']:,.0f} | {row['update_seconds_share']:.0%} |" for row in r["rows"]]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -205,6 +261,16 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
             ax.bar(["ours: to 475", "SB3: budget"], [r["ours_median_wall_time_to_475"] or 0, r["sb3_median_wall_time"]])
             ax.set_ylabel("median wall time (s)")
             ax.set_title("PPO CartPole-v1")
+        elif part == "sps":
+            for compiled in (False, True):
+                rows = [row for row in r["rows"] if row["compile"] == compiled]
+                ax.plot([row["copies"] for row in rows], [row["steps_per_s"] for row in rows], marker="o",
+                        label="compiled" if compiled else "eager")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("copies")
+            ax.legend()
+            ax.set_title(f"PPO CartPole steps/s ({r['device']})")
         else:
             ax.bar(["1 seed", f"{r['many']} seeds"], [r["one_seed_wall_time"], r["many_wall_time"]])
             ax.set_ylabel("wall time (s)")
@@ -238,7 +304,9 @@ def run(parts: tuple[str, ...], out: Path, quick: bool = False, seeds: list[int]
                                       sb3_seeds if sb3_seeds is not None else ([0] if quick else list(range(3))),
                                       run_dir / "runs")
     if "seeds" in parts:
-        results["seeds"] = many_seeds(budget, run_dir / "runs")
+        results["seeds"] = many_seeds(budget, run_dir / "runs", device)
+    if "sps" in parts:
+        results["sps"] = ppo_throughput(budget, device)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(report(results))
     results["plot"] = str(plot(results, run_dir / "plot.png"))

@@ -126,11 +126,12 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="speed comparisons against gymnasium and SB3 on this machine "
                                          "(markdown + PNG under runs/bench/)", allow_abbrev=False)
-    bench.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
+    bench.add_argument("--only", default=None, help=f"comma-separated parts: {', '.join(PARTS)} (default: all "
+                                                     "but sps, which joins them with a CUDA --device)")
     bench.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline, not the speed")
     bench.add_argument("--seeds", type=parse_seeds, default=None, help="our PPO seeds (default 0-4)")
     bench.add_argument("--sb3-seeds", type=parse_seeds, default=None, help="SB3's PPO seeds (default 0-2)")
-    bench.add_argument("--device", default="cpu", help="device of the torch-native environment throughput")
+    bench.add_argument("--device", default="cpu", help="device of the env, seeds and sps parts")
     bench.add_argument("--threads", type=int, default=1, help="torch CPU threads, for every library")
     bench.add_argument("--out", default="runs/bench")
     return parser
@@ -223,7 +224,10 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads} is invalid: must be >= 1.")
     torch.set_num_threads(args.threads)
-    parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
+    if args.only is None:
+        parts = PARTS if torch.device(args.device).type == "cuda" else tuple(p for p in PARTS if p != "sps")
+    else:
+        parts = tuple(p.strip() for p in args.only.split(",") if p.strip())
     results = run_bench(parts, Path(args.out), quick=args.quick, seeds=args.seeds, sb3_seeds=args.sb3_seeds,
                         device=args.device)
     print((Path(results["dir"]) / "results.md").read_text())

@@ -223,5 +223,19 @@ def test_bench_writes_markdown_json_and_plot(tmp_path: Path, capsys):
     assert results["env"]["ratio"] > 1 and len(results["ppo"]["sb3"]) == 1 and results["seeds"]["many"] == 2
     assert (run / "plot.png").stat().st_size > 1000
     assert "results.md" in capsys.readouterr().out
+    assert "sps" not in results  # the training-throughput part joins by default only on CUDA
     assert main(["bench", "--only", "env,gpu", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown bench part(s) gpu" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_bench_training_throughput_part_times_eager_and_compiled_ppo(tmp_path: Path, capsys):
+    import shutil
+
+    if not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    assert main(["bench", "--quick", "--only", "sps", "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    rows = json.loads((run / "results.json").read_text())["sps"]["rows"]
+    assert [(r["copies"], r["compile"]) for r in rows] == [(64, False), (64, True)]
+    assert all(r["steps_per_s"] > 0 and 0 < r["update_seconds_share"] < 1 for r in rows)
+    assert "PPO training throughput" in (run / "results.md").read_text()

@@ -160,3 +160,54 @@ def test_ppo_solves_cartpole(tmp_path: Path):
 def test_a2c_learns_cartpole(tmp_path: Path):
     agent = A2C("CartPole-v1", seed=0).learn(40_000, run_dir=tmp_path, progress=False)
     assert evaluate(agent, "CartPole-v1", episodes=10, seed=7)[0] >= 150
+
+
+def _has_cuda_or_cxx(device: str) -> bool:
+    import shutil
+
+    return torch.cuda.is_available() if device == "cuda" else bool(shutil.which("c++") or shutil.which("g++"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_compiled_acting_step_samples_from_the_policy(device, tmp_path: Path):
+    """compile=True (CUDA graphs on a GPU) must store the log-probabilities and values the eager
+    policy gives the stored observations and actions, and train as usual."""
+    if not _has_cuda_or_cxx(device):
+        pytest.skip(f"torch.compile on {device} needs {'CUDA' if device == 'cuda' else 'a C++ compiler'}")
+    from agents.common import collect
+
+    agent = PPO("CartPole-v1", backend="torch", device=device, compile=True, num_envs=64, n_steps=8,
+                batch_size=128, checkpoint_interval=0)
+    agent.obs, _ = agent.env.reset(seed=0)
+    for _ in range(3):  # several replays of the compiled step, each overwriting the last one's outputs
+        collect(agent, agent.config.gamma, agent.config.gae_lambda)
+        buf = agent.buffer
+        with torch.no_grad():
+            logprob, _, value = agent.policy.evaluate_actions(buf.obs.flatten(0, 1), buf.actions.flatten(0, 1))
+        torch.testing.assert_close(logprob, buf.logprobs.flatten(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(value, buf.values.flatten(), atol=1e-5, rtol=1e-5)
+        assert buf.actions.unique().tolist() == [0, 1]
+        agent._update()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ppo_iteration_on_cuda_never_syncs_with_the_host():
+    """Collection on the torch-native environment and the whole update run with CUDA's sync
+    debug mode set to error: no .item(), no host copy, no data-dependent shape."""
+    from agents.common import collect
+
+    agent = PPO("CartPole-v1", backend="torch", device="cuda", num_envs=256, n_steps=16, batch_size=1024,
+                checkpoint_interval=0)
+    agent.total_steps = 10**9
+    agent.obs, _ = agent.env.reset(seed=0)
+    collect(agent, agent.config.gamma, agent.config.gae_lambda)  # warm-up: lazy CUDA initialisation
+    agent._update()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            collect(agent, agent.config.gamma, agent.config.gae_lambda)
+            stats = agent._update()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert stats["losses/value_loss"].is_cuda and agent.buffer.obs.is_cuda
