@@ -134,6 +134,25 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="device of the env, seeds and sps parts")
     bench.add_argument("--threads", type=int, default=1, help="torch CPU threads, for every library")
     bench.add_argument("--out", default="runs/bench")
+
+    lm = sub.add_parser("pretrain-lm", help="build the offline tiny GPT-2 (tokenizer, model, prompts.txt) and pretrain "
+                                             "it on a generated movie-review corpus", allow_abbrev=False)
+    lm.add_argument("--out", default="runs/tiny-lm", help="directory to save the model, tokenizer and prompts to")
+    lm.add_argument("--minutes", type=float, default=2.0, help="wall-clock budget of the pretraining")
+    lm.add_argument("--seed", type=int, default=0)
+    lm.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+    rm = sub.add_parser("train-reward-model", help="train a reward model from preference pairs (Bradley-Terry)",
+                        allow_abbrev=False)
+    rm.add_argument("--base", required=True, help="local Hugging Face model directory to start from (e.g. a GPT-2)")
+    rm.add_argument("--data", required=True, help="JSONL with prompt, chosen and rejected fields")
+    rm.add_argument("--out", required=True, help="directory for the reward model (use it as --reward rm:DIR)")
+    rm.add_argument("--epochs", type=int, default=1)
+    rm.add_argument("--batch-size", type=int, default=16)
+    rm.add_argument("--lr", type=float, default=5e-5)
+    rm.add_argument("--max-length", type=int, default=256)
+    rm.add_argument("--seed", type=int, default=0)
+    rm.add_argument("--device", default="cpu")
     return parser
 
 
@@ -236,6 +255,27 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_lm(args: argparse.Namespace) -> int:
+    from agents.tiny_lm import pretrain
+
+    if args.minutes <= 0:
+        raise ConfigError(f"--minutes {args.minutes} is invalid: must be > 0.")
+    torch.set_num_threads(max(args.threads, 1))
+    result = pretrain(args.out, minutes=args.minutes, seed=args.seed)
+    print(f"Saved to {result['path']}: train with  rl train ppo Text-v0 --model {result['path']}")
+    return 0
+
+
+def _train_reward_model(args: argparse.Namespace) -> int:
+    from agents.reward_model import train_reward_model
+
+    result = train_reward_model(args.base, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                max_length=args.max_length, seed=args.seed, device=args.device)
+    print(f"Reward model saved to {result['path']} (held-out accuracy {result['eval_accuracy']}): use it as "
+          f"--reward rm:{result['path']}")
+    return 0
+
+
 def _list() -> int:
     for name, cls in sorted(AGENTS.items()):
         print(f"{name}  ({cls.__doc__.strip().splitlines()[0]})")
@@ -248,6 +288,7 @@ def _list() -> int:
     ids = sorted(k for k in gym.registry if not k.startswith("ALE/"))
     print("environments (gymnasium registry; ALE/... ids with the atari extra):")
     print("  " + "\n  ".join(ids))
+    print("language models: Text-v0 (ppo; --model DIR --prompts FILE --reward vader; see README)")
     return 0
 
 
@@ -263,10 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "pretrain-lm":
+            return _pretrain_lm(args)
+        if args.command == "train-reward-model":
+            return _train_reward_model(args)
         return _list()
     except KeyboardInterrupt:
         return 130  # the agent already saved a checkpoint and printed how to resume
-    except (ConfigError, CheckpointError, FloatingPointError, ValueError, gym.error.DependencyNotInstalled) as exc:
+    except (ConfigError, CheckpointError, FloatingPointError, ValueError, FileNotFoundError,
+            gym.error.DependencyNotInstalled) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,12 +18,15 @@ import torch
 
 import envs
 from agents.presets import preset_for
+from envs import TEXT_ENV_ID
 from envs.core import VecEnv
 from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
 from rlcore.config import build_config, check
 from rlcore.evaluation import evaluate
 from rlcore.interrupt import GracefulInterrupt
+from rlcore.kl import kl_estimate
+from rlcore.lm import LMActorCritic
 from rlcore.logger import Logger, ProgressBar, run_name
 from rlcore.policies import ACTIVATIONS, ActorCritic
 from rlcore.rollout import RolloutBuffer
@@ -42,8 +45,48 @@ def check_action_space(algo: str, space: gym.Space, allowed: tuple[type, ...]) -
             f"but the environment has {space}. {hint}")
 
 
+def text_env_kwargs(cfg: Any) -> dict[str, Any]:
+    """`envs.make("Text-v0", ...)` options from an agent's language-model config fields."""
+    if not getattr(cfg, "model", ""):
+        raise ValueError(f"{TEXT_ENV_ID} needs a language model: give model (--model DIR), a directory a Hugging Face "
+                         "causal LM and its tokenizer were saved to, e.g. by `rl pretrain-lm --out DIR`.")
+    if not Path(cfg.model).is_dir():
+        raise FileNotFoundError(f"model = {cfg.model!r}: no such directory. Give the directory a Hugging Face causal "
+                                "LM was saved to (save_pretrained), e.g. by `rl pretrain-lm --out DIR`.")
+    prompts = cfg.prompts or str(Path(cfg.model) / "prompts.txt")
+    if not Path(prompts).exists():
+        raise FileNotFoundError(f"No prompts: {prompts!r} does not exist. Give prompts (--prompts FILE): a .txt file "
+                                "with one prompt per line or a .jsonl file with a \"prompt\" field.")
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(cfg.model, local_files_only=True)
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return {"prompts": prompts, "tokenizer": cfg.model, "reward": cfg.reward, "max_new_tokens": cfg.max_new_tokens,
+            "group_size": cfg.group_size, "missing_eos_penalty": cfg.missing_eos_penalty,
+            "normalize": cfg.reward_normalization, "context_length": context}
+
+
+def samples_table(samples: dict[str, list], rows: int = 8) -> str:
+    """The first `rows` prompts, completions and rewards of a round, as a markdown table for TensorBoard."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| prompt | completion | reward |", "|---|---|---:|"]
+    for prompt, completion, reward in list(zip(samples["prompts"], samples["completions"], samples["rewards"]))[:rows]:
+        lines.append(f"| {cell(prompt)} | {cell(completion)} | {float(reward):.3f} |")
+    return "\n".join(lines)
+
+
+def is_text_env(env: VecEnv) -> bool:
+    return getattr(env.unwrapped, "env_id", None) == TEXT_ENV_ID
+
+
 def make_training_env(env_id: str, cfg: Any, members: int = 1) -> VecEnv:
     """The training environment: `cfg.num_envs` copies per member (seed trained at once)."""
+    if env_id == TEXT_ENV_ID:
+        if not hasattr(cfg, "kl_coef"):
+            raise ValueError(f"{TEXT_ENV_ID} is trained by PPO (its loss handles whole text episodes): rl train ppo.")
+        return envs.make(env_id, num_envs=cfg.num_envs, seed=cfg.seed, device=cfg.device, **text_env_kwargs(cfg))
     env = envs.make(env_id, num_envs=cfg.num_envs * members, seed=cfg.seed, device=cfg.device, normalize_obs=cfg.normalize_obs,
                     backend=cfg.backend)
     # Outside EpisodeStatistics (which make() puts innermost), so logged returns stay the raw score.
@@ -339,6 +382,10 @@ class TrainingRun:
                 member["charts/episodic_return"] = ret_sum.reshape(-1)[m] / counts[m]
                 member["charts/episodic_length"] = len_sum.reshape(-1)[m] / counts[m]
             logger.log(step, member)
+        samples = getattr(self.agent, "samples", None)
+        if samples:  # a text environment's last round: prompts, completions and rewards as a markdown table
+            self.logger.text("text/samples", samples_table(samples), step)
+            self.agent.samples = None
         self.bar.update(step, sps, self.stats_env.recent_mean_return() if self.stats_env else None)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
@@ -418,9 +465,16 @@ class PolicyConfig:
         check(self, "hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive widths")
 
 
-def make_actor_critic(env: VecEnv, cfg: Any) -> ActorCritic:
+def make_actor_critic(env: VecEnv, cfg: Any) -> ActorCritic | LMActorCritic:
     """The policy-gradient agents' network from their config fields (hidden_sizes, activation,
-    squash_actions, ortho_init, log_std_init), on the config's device."""
+    squash_actions, ortho_init, log_std_init), on the config's device; a language model
+    (`cfg.model`) for a text environment."""
+    if is_text_env(env):
+        text = env.unwrapped
+        return LMActorCritic.from_pretrained(
+            cfg.model, text.prompt_len, text.max_new_tokens, device=cfg.device, temperature=cfg.temperature,
+            top_k=cfg.top_k, top_p=cfg.top_p, critic="none" if cfg.advantage == "group" else cfg.critic,
+            lora_r=cfg.lora_r)
     policy = ActorCritic(env.single_observation_space, env.single_action_space, cfg.hidden_sizes, cfg.activation,
                          cfg.squash_actions, cfg.ortho_init).to(cfg.device)
     if isinstance(env.single_action_space, gym.spaces.Box):
@@ -432,7 +486,8 @@ def make_actor_critic(env: VecEnv, cfg: Any) -> ActorCritic:
 def make_rollout_buffer(env: VecEnv, n_steps: int, device: torch.device) -> RolloutBuffer:
     obs_space, act_space = env.single_observation_space, env.single_action_space
     return RolloutBuffer(
-        n_steps, env.num_envs, tuple(obs_space.shape), torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
+        n_steps, env.num_envs, tuple(obs_space.shape),
+        torch.uint8 if obs_space.dtype == np.uint8 else torch.long if obs_space.dtype == np.int64 else torch.float32,
         tuple(act_space.shape), torch.float32 if isinstance(act_space, gym.spaces.Box) else torch.long, device)
 
 
@@ -458,23 +513,57 @@ def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
     act = acting_step(agent)
     buffer.reset()
     n = env.num_envs // getattr(agent, "members", 1)  # steps are counted per seed when several train at once
+    text = getattr(policy, "sequence_level", False)
     no_final_values = torch.zeros(env.num_envs, device=buffer.device)
+    if text and env.unwrapped.round_step != 0:
+        raise RuntimeError("A text rollout must start at a round's first token; the environment is mid-round.")
     for _ in range(buffer.num_steps):
         action, logprob, value = act(agent.obs)
         next_obs, reward, terminated, truncated, info = env.step(policy.to_env(action))
         agent.nan_guard.record_env(next_obs, reward, agent.global_step + n)
         # V(true final observation), read only where a time limit cut an episode (the bootstrap). On an
         # accelerator one critic pass over every copy avoids asking which ones ended (a sync); on the
-        # CPU asking is free and most steps truncate nothing, so the pass is skipped then.
-        if env.device.type != "cpu" or bool(truncated.any()):
+        # CPU asking is free and most steps truncate nothing, so the pass is skipped then. A text
+        # episode is truncated only when its token budget is spent: nothing can follow, V = 0.
+        if not text and (env.device.type != "cpu" or bool(truncated.any())):
             final_value = policy.value(info["final_obs"])
         else:
             final_value = no_final_values
         buffer.add(obs=agent.obs, actions=action, logprobs=logprob, values=value, rewards=reward,
-                   terminated=terminated, truncated=truncated, final_values=final_value)
+                   terminated=terminated, truncated=truncated, final_values=final_value, valid=info.get("active"))
         agent.obs = next_obs
         agent.global_step += n
-    buffer.compute_returns_and_advantages(policy.value(agent.obs), gamma, gae_lambda)
+        if text and "texts" in info:
+            agent.samples = info["texts"]
+    if text:
+        finish_text_rollout(agent, gamma, gae_lambda)
+    else:
+        buffer.compute_returns_and_advantages(policy.value(agent.obs), gamma, gae_lambda)
+
+
+def finish_text_rollout(agent: Any, gamma: float, gae_lambda: float) -> None:
+    """A round of generation is in the buffer: apply the KL penalty against the reference model,
+    then GAE (every episode ended within the round, so nothing bootstraps) or the group baseline."""
+    buffer, policy, cfg = agent.buffer, agent.policy, agent.config
+    valid = buffer.valid
+    obs, actions = buffer.obs.transpose(0, 1), buffer.actions.transpose(0, 1)  # [N, T, ...]: whole episodes
+    ref = policy.reference_logprobs(obs, actions).transpose(0, 1)  # [T, N]
+    kl = torch.where(valid, kl_estimate(buffer.logprobs, ref, cfg.kl_estimator), 0.0)
+    episode_kl = kl.sum(0).mean()  # per episode, summed over its tokens (Ziegler et al.'s unit)
+    task_reward = torch.where(valid, buffer.rewards, 0.0).sum(0).mean()
+    coef = agent.kl_controller.coef
+    if cfg.kl_penalty == "reward":
+        buffer.rewards.sub_(coef * kl)
+    else:
+        buffer.ref_logprobs.copy_(ref)
+        buffer.has_ref_logprobs = True
+    if cfg.advantage == "group":
+        buffer.compute_group_advantages(cfg.group_size)
+    else:
+        buffer.compute_returns_and_advantages(torch.zeros(buffer.num_envs, device=buffer.device), gamma, gae_lambda)
+    agent.kl_controller.update(float(episode_kl), buffer.num_envs)  # one sync per round
+    agent.rollout_stats = {"charts/reward_mean": task_reward, "charts/kl": episode_kl, "charts/kl_coef": coef,
+                           "charts/response_length": valid.sum(0).float().mean()}
 
 
 def policy_predict(agent: Any, obs: torch.Tensor | np.ndarray, deterministic: bool) -> torch.Tensor | np.ndarray:

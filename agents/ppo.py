@@ -26,6 +26,7 @@ from agents.common import (
     PolicyConfig,
     TrainingRun,
     collect,
+    is_text_env,
     make_actor_critic,
     make_rollout_buffer,
     policy_predict,
@@ -33,6 +34,7 @@ from agents.common import (
 from envs.core import VecEnv
 from rlcore.config import check
 from rlcore.ensemble import clip_grad_norm_per_member, member_state_dict, stack_modules, unstack_tensor
+from rlcore.kl import kl_estimate, make_kl_controller
 from rlcore.rollout import normalize_advantages
 from rlcore.seeding import rng_state, set_rng_state
 
@@ -61,6 +63,43 @@ class PPOConfig(PolicyConfig):
     """Normalise advantages per minibatch."""
     adam_eps: float = 1e-5
     """Adam epsilon (1e-5 as in the original PPO code, not PyTorch's 1e-8)."""
+    # ----- language models: the Text-v0 environment (rlcore/lm.py, envs/text.py); ignored elsewhere -----
+    model: str = ""
+    """Directory of a Hugging Face causal LM: the policy, its tokenizer and the KL reference."""
+    prompts: str = ""
+    """Prompts: a .txt (one per line) or .jsonl ("prompt" field) file; empty: the model directory's prompts.txt."""
+    reward: str = "vader"
+    """Reward: vader, a reward-model directory rm:DIR, module:function, or a weighted sum (2*vader+0.5*rm:DIR)."""
+    max_new_tokens: int = 16
+    """Tokens generated per episode (n_steps must equal it: a rollout is one round of generation)."""
+    group_size: int = 1
+    """Completions sampled per prompt (>= 2 with advantage=group)."""
+    advantage: str = "gae"
+    """gae (token-level GAE with a critic) or group (critic-free: return minus the mean of the prompt's other completions)."""
+    critic: str = "head"
+    """head (zero-initialised value head on the LM) or separate (a second copy of the model with its own head)."""
+    temperature: float = 1.0
+    """Sampling temperature (also in the log-probabilities the ratio uses)."""
+    top_k: int = 0
+    """Sample from the k most likely tokens (0: all)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1: all)."""
+    kl_coef: float = 0.05
+    """Weight of the KL penalty against the frozen reference model (the initial one when kl_target is set)."""
+    kl_target: float | None = None
+    """Adaptive KL coefficient (Ziegler et al. 2019) steering the per-episode KL to this; None keeps kl_coef."""
+    kl_horizon: int = 10_000
+    """Episodes over which the adaptive controller moves the coefficient."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimator: k1 (log ratio, unbiased), k2 or k3 (non-negative; the loss needs k2 or k3)."""
+    kl_penalty: str = "reward"
+    """reward: subtract kl_coef * KL from each token's reward (PPO-RLHF); loss: add kl_coef * KL to the loss (GRPO)."""
+    missing_eos_penalty: float | None = None
+    """Added to the reward of a completion cut at max_new_tokens without EOS (e.g. -1)."""
+    reward_normalization: str = "none"
+    """Episode rewards: none or running (scaled by the running mean and std of the rewards seen)."""
+    lora_r: int = 0
+    """LoRA rank (peft); 0 trains every weight. With LoRA the reference is the base model, adapter disabled."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +110,16 @@ class PPOConfig(PolicyConfig):
         check(self, "clip_range", self.clip_range > 0, "> 0")
         check(self, "clip_range_vf", self.clip_range_vf is None or self.clip_range_vf > 0, "> 0 or None")
         check(self, "target_kl", self.target_kl is None or self.target_kl > 0, "> 0 or None")
+        check(self, "advantage", self.advantage in ("gae", "group"), "gae or group")
+        check(self, "critic", self.critic in ("head", "separate"), "head or separate")
+        check(self, "kl_estimator", self.kl_estimator in ("k1", "k2", "k3"), "k1, k2 or k3")
+        check(self, "kl_penalty", self.kl_penalty in ("reward", "loss"), "reward or loss")
+        check(self, "kl_estimator", self.kl_penalty == "reward" or self.kl_estimator != "k1",
+              "k2 or k3 with kl_penalty=loss (k1's gradient is zero in expectation)")
+        check(self, "group_size", self.group_size >= (2 if self.advantage == "group" else 1),
+              ">= 2 with advantage=group" if self.advantage == "group" else ">= 1")
+        check(self, "max_new_tokens", self.max_new_tokens >= 1, ">= 1")
+        check(self, "lora_r", self.lora_r >= 0, ">= 0")
         rollout = self.num_envs * self.n_steps
         check(self, "batch_size", self.batch_size <= rollout,
               f"<= the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
@@ -128,9 +177,32 @@ class PPO(Agent):
                 torch.manual_seed(seed)  # each seed starts from the weights a run of its own would
                 members.append(make_actor_critic(self.env, cfg))
             self.policy = stack_modules(members)
+        self.rollout_stats: dict[str, Any] = {}  # reward, KL and length of the last round (text environments)
+        if is_text_env(self.env):
+            self._check_text_settings()
+            self.kl_controller = make_kl_controller(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+            self.checkpoint_state = (*self.checkpoint_state, "kl_controller")
         # fused: one kernel for every parameter; the per-tensor loop cost 5x more on a CPU thread.
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
+        params = [p for p in self.policy.parameters() if p.requires_grad]  # LoRA freezes the base model
+        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+
+    def _check_text_settings(self) -> None:
+        cfg, text = self.config, self.env.unwrapped
+        if self.members > 1:
+            raise ValueError("Several seeds at once are not supported for Text-v0: train one seed per run.")
+        if cfg.n_steps != text.max_new_tokens:
+            raise ValueError(f"n_steps = {cfg.n_steps} must equal max_new_tokens = {text.max_new_tokens} for Text-v0: a "
+                             "rollout is one round of generation. Set both (e.g. --n-steps 32 --max-new-tokens 32).")
+        if cfg.batch_size % cfg.n_steps:
+            raise ValueError(f"batch_size = {cfg.batch_size} must be a multiple of n_steps = {cfg.n_steps} for Text-v0: "
+                             "minibatches hold whole episodes (batch_size / n_steps completions each).")
+        if cfg.advantage == "group" and text.group_size != cfg.group_size:
+            raise ValueError(f"advantage = group with group_size = {cfg.group_size}, but the environment samples "
+                             f"{text.group_size} completions per prompt: build it with group_size={cfg.group_size}.")
+        if cfg.compile:
+            raise ValueError("compile = True is not supported for Text-v0: the language model's KV cache changes "
+                             "shape every step.")
 
     def member(self, m: int) -> "PPO":
         """Seed `seeds[m]` of a several-seed agent as a plain PPO agent (its own environment, its
@@ -166,16 +238,20 @@ class PPO(Agent):
     # ----- learning -----------------------------------------------------------------------
     def _loss(self, batch, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, members = self.config, self.members
+        mask = batch.mask  # text episodes: the steps a copy idled after its EOS carry no weight
 
         def mean(x: torch.Tensor) -> torch.Tensor:  # [members]: each seed's minibatch is its own (member-major rows)
-            return x.view(members, -1).mean(1)
+            if mask is None:
+                return x.reshape(members, -1).mean(1)
+            return (torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)).reshape(1)
 
         logprob, entropy, value = self.policy.evaluate_actions(batch.obs, batch.actions)
         log_ratio = logprob - batch.logprobs
         ratio = log_ratio.exp()
         advantages = batch.advantages
         if cfg.normalize_advantage:
-            advantages = normalize_advantages(advantages.view(members, -1), dim=1).view(-1)
+            advantages = (normalize_advantages(advantages, mask=mask) if mask is not None else
+                          normalize_advantages(advantages.reshape(members, -1), dim=1).reshape(advantages.shape))
         # Clipped surrogate: the pessimistic (larger) of the two losses.
         policy_loss = mean(torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)))
         if cfg.clip_range_vf is None:
@@ -186,13 +262,18 @@ class PPO(Agent):
         entropy_mean = mean(entropy)
         # Summed over seeds: each seed's parameters get exactly the gradient of its own loss.
         loss = (policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss).sum()
+        stats = {}
+        if batch.ref_logprobs is not None:  # kl_penalty=loss: KL to the reference, differentiated (GRPO)
+            kl = mean(kl_estimate(logprob, batch.ref_logprobs, cfg.kl_estimator))
+            loss = loss + self.kl_controller.coef * kl.sum()
+            stats["losses/kl_loss"] = kl.detach()
         with torch.no_grad():
             # The low-variance KL estimator (ratio - 1) - log ratio (Schulman 2020; details #12).
             approx_kl = mean((ratio - 1) - log_ratio)
             clipfrac = mean(((ratio - 1).abs() > clip_range).float())
         return loss, {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
                       "losses/entropy": entropy_mean.detach(), "losses/approx_kl": approx_kl,
-                      "losses/clipfrac": clipfrac}
+                      "losses/clipfrac": clipfrac, **stats}
 
     def _update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -203,10 +284,11 @@ class PPO(Agent):
                 group["lr"] = frac * cfg.learning_rate
         clip_range = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
         num_minibatches = cfg.n_steps * (self.env.num_envs // self.members) // cfg.batch_size
+        sequences = getattr(self.policy, "sequence_level", False)  # a language model scores whole episodes
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.n_epochs):
-            for batch in self.buffer.minibatches(num_minibatches, members=self.members):
+            for batch in self.buffer.minibatches(num_minibatches, members=self.members, sequences=sequences):
                 loss, stats = self._loss(batch, clip_range)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -220,11 +302,18 @@ class PPO(Agent):
                 break
         self.num_updates += 1
         # Per seed: [T, members * N] -> [members, T * N].
-        values, returns = (x.view(cfg.n_steps, self.members, -1).transpose(0, 1).reshape(self.members, -1)
-                           for x in (self.buffer.values, self.buffer.returns))
-        explained_var = 1 - (returns - values).var(1) / returns.var(1).clamp_min(1e-8)
+        values, returns, valid = (x.view(cfg.n_steps, self.members, -1).transpose(0, 1).reshape(self.members, -1)
+                                  for x in (self.buffer.values, self.buffer.returns, self.buffer.valid))
+        weight = valid.float()
+
+        def variance(x: torch.Tensor) -> torch.Tensor:  # over the real steps
+            m = (x * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True)
+            return ((x - m).square() * weight).sum(1) / (weight.sum(1) - 1).clamp_min(1)
+
+        explained_var = 1 - variance(returns - values) / variance(returns).clamp_min(1e-8)
         return {**{k: v / count for k, v in sums.items()}, "losses/explained_variance": explained_var,
-                "charts/learning_rate": self.optimizer.param_groups[0]["lr"], "charts/clip_range": clip_range}
+                "charts/learning_rate": self.optimizer.param_groups[0]["lr"], "charts/clip_range": clip_range,
+                **self.rollout_stats}
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
               eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "PPO":
@@ -234,6 +323,9 @@ class PPO(Agent):
         `runs/<env>__ppo__<seed>__<time>`). With `eval_every`, evaluates deterministically every
         so many steps, and stops early once the mean over `eval_episodes` reaches `stop_at_return`.
         """
+        if eval_every and is_text_env(self.env):
+            raise ValueError("eval_every is not supported for Text-v0: the reward of every round's sampled completions "
+                             "is logged as charts/reward_mean instead.")
         with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
                          phases=("rollout", "update")) as run:
             if self.obs is None:

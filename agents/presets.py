@@ -91,6 +91,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "hyperparameters": {"num_envs": 16, "n_steps": 1024, "batch_size": 64, "gae_lambda": 0.98,
                                 "gamma": 0.999, "n_epochs": 4, "ent_coef": 0.01, "anneal_lr": False},
         },
+        "Text-v0": {
+            "total_steps": 500_000,
+            "hyperparameters": {  # RLHF-style: gamma 1 (a completion's reward counts whole), token-level GAE
+                "num_envs": 64, "n_steps": 16, "max_new_tokens": 16, "batch_size": 256, "n_epochs": 4,
+                "learning_rate": 1e-4, "gamma": 1.0, "gae_lambda": 0.95, "clip_range": 0.2, "vf_coef": 0.1,
+                "max_grad_norm": 1.0, "anneal_lr": False, "kl_coef": 0.05, "log_interval": 1024,
+                "checkpoint_interval": 0,
+            },
+        },
         "HalfCheetah-v5": {
             "total_steps": 1_000_000,
             "hyperparameters": {  # zoo's HalfCheetah-v4 preset

@@ -38,6 +38,7 @@ __all__ = [
     "GymVecEnv",
     "ObservationNormalization",
     "RewardNormalization",
+    "TEXT_ENV_ID",
     "TORCH_ENVS",
     "TorchVecEnv",
     "VecEnv",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "torch", "gymnasium")
+# Text generation as an environment (envs.text): prompts in, one token per action, reward at the end.
+TEXT_ENV_ID = "Text-v0"
 
 # Entry-point module prefix -> the pyproject extra that installs its dependency.
 _EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco", "ale_py": "atari"}
@@ -146,6 +149,11 @@ def make(
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if env_id == TEXT_ENV_ID:  # a language-model task: its options are TextGenerationEnv's (prompts, tokenizer, reward)
+        from envs.text import TextGenerationEnv
+
+        return EpisodeStatistics(TextGenerationEnv(num_envs=num_envs, seed=seed, device=_resolve_device(device),
+                                                   **env_kwargs))
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -181,4 +189,4 @@ def make(
 def list_envs() -> list[str]:
     """Every environment id ``make`` accepts here (Atari ones when ale-py is installed), sorted."""
     _register_ale_if_installed()
-    return sorted(gym.registry)
+    return sorted([*gym.registry, TEXT_ENV_ID])

@@ -50,7 +50,7 @@ class EpisodeStatistics(VecEnvWrapper):
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._return += reward
-        self._length += 1
+        self._length += info["active"] if "active" in info else 1  # a text round's idle copies wait, not act
         done = terminated | truncated
         info["episode_done"] = done
         # On the CPU reading `done` costs nothing, and most steps end no episode: skip the

@@ -116,6 +116,21 @@ def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: fl
     return torch.where(mask, (advantages - mean) / (var.sqrt() + eps), 0.0)
 
 
+def group_advantages(returns: Tensor, group_size: int) -> Tensor:
+    """Critic-free baseline over groups of episodes that share a prompt (RLOO, Ahmadian et al.
+    2024): each episode's return minus the mean return of the other ``group_size - 1`` episodes
+    of its group. ``returns`` is ``[N]`` with groups consecutive (``N % group_size == 0``); the
+    leave-one-out mean keeps the estimate unbiased, where GRPO's group mean includes the episode itself.
+    """
+    n = returns.shape[0]
+    if not (isinstance(group_size, int) and group_size >= 2 and n % group_size == 0):
+        raise ValueError(f"group_advantages: group_size = {group_size!r} must be an int >= 2 dividing the "
+                         f"{n} episodes.")
+    groups = returns.view(-1, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).view(n)
+
+
 class RolloutBatch(NamedTuple):
     """A minibatch of flattened transitions; every field has leading dimension B, on the buffer's device."""
 
@@ -131,6 +146,10 @@ class RolloutBatch(NamedTuple):
     """[B] float32, GAE advantages (not normalised: the agent decides whether and over what)."""
     returns: Tensor
     """[B] float32, advantages + values: the value target."""
+    mask: Tensor | None = None
+    """[B] bool, True for real transitions; None when every one is (padding exists only in text episodes)."""
+    ref_logprobs: Tensor | None = None
+    """[B] float32, the reference model's log-probability of the action (a KL penalty in the loss)."""
 
 
 class RolloutBuffer:
@@ -183,6 +202,12 @@ class RolloutBuffer:
         self.final_values = torch.zeros((T, N), dtype=torch.float32, device=dev)
         self.advantages = torch.zeros((T, N), dtype=torch.float32, device=dev)
         self.returns = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        # Text episodes only: which steps are real (a copy idles after EOS until its round ends),
+        # and the reference model's log-probabilities when the KL penalty goes into the loss.
+        self.valid = torch.ones((T, N), dtype=torch.bool, device=dev)
+        self.ref_logprobs = torch.zeros((T, N), dtype=torch.float32, device=dev)
+        self.has_mask = False
+        self.has_ref_logprobs = False
         self._pos = 0  # next step to write
         self._computed = False  # advantages/returns match the stored steps
 
@@ -198,6 +223,7 @@ class RolloutBuffer:
         """Start a new rollout; the storage is reused, not cleared."""
         self._pos = 0
         self._computed = False
+        self.has_mask = self.has_ref_logprobs = False
 
     def _check_shape(self, name: str, x: Tensor, shape: tuple[int, ...]) -> None:
         # Shapes are host metadata: checking them is free and catches e.g. a critic's [N, 1]
@@ -216,8 +242,13 @@ class RolloutBuffer:
         terminated: Tensor,
         truncated: Tensor,
         final_values: Tensor,
+        valid: Tensor | None = None,
     ) -> None:
         """Store one step of all envs; each argument is ``[num_envs, ...]``.
+
+        ``valid`` (bool) marks the copies whose step is a real transition; None means all. Steps
+        marked invalid get no weight in ``minibatches``' mask and must not feed a real step's GAE
+        (a text episode's padding follows its termination, which cuts the trace).
 
         ``obs`` is the observation the action was taken in, ``values`` its V(s).
         ``final_values`` is V(``info["final_obs"]``), the value of the observation the step
@@ -244,6 +275,12 @@ class RolloutBuffer:
         self.terminated[t].copy_(terminated)
         self.truncated[t].copy_(truncated)
         self.final_values[t].copy_(final_values)
+        if valid is None:
+            self.valid[t].fill_(True)
+        else:
+            self._check_shape("valid", valid, (N,))
+            self.valid[t].copy_(valid)
+            self.has_mask = True
         self._pos = t + 1
         self._computed = False
 
@@ -271,8 +308,22 @@ class RolloutBuffer:
         self.returns.copy_(returns)
         self._computed = True
 
+    def compute_group_advantages(self, group_size: int) -> None:
+        """Critic-free advantages (``group_advantages``) for a rollout holding exactly one episode per
+        env, as a text environment's round does: every real step of an episode gets its return
+        (undiscounted sum of its rewards) minus the mean return of the rest of its group; the value
+        target is left at 0."""
+        if not self.full:
+            raise RuntimeError(f"{type(self).__name__}.compute_group_advantages: {self._pos} of "
+                               f"{self.num_steps} steps stored; the rollout must be complete.")
+        episode_returns = torch.where(self.valid, self.rewards, 0.0).sum(0)
+        advantages = group_advantages(episode_returns, group_size)
+        self.advantages.copy_(torch.where(self.valid, advantages.unsqueeze(0), 0.0))
+        self.returns.zero_()
+        self._computed = True
+
     def minibatches(self, num_minibatches: int, generator: torch.Generator | None = None,
-                    members: int = 1) -> Iterator[RolloutBatch]:
+                    members: int = 1, sequences: bool = False) -> Iterator[RolloutBatch]:
         """One epoch: a random permutation of all ``T * N`` transitions in ``num_minibatches`` equal chunks.
 
         The permutation comes from ``generator``, or the global torch RNG (so
@@ -282,7 +333,13 @@ class RolloutBuffer:
         ``members`` > 1 splits the envs into that many consecutive groups (one per seed trained
         at once, ``rlcore.ensemble``): each group is permuted on its own and every minibatch
         holds an equal chunk of each, member-major.
+
+        ``sequences=True`` keeps each env's T steps together (a policy that scores whole text
+        episodes in one pass): the env columns are permuted and split, and every field comes as
+        ``[B, T, ...]`` with B = num_envs / num_minibatches.
         """
+        if sequences:
+            return self._sequence_minibatches(num_minibatches, generator, members)
         name = type(self).__name__
         if not (isinstance(members, int) and members >= 1 and self.num_envs % members == 0):
             raise ValueError(f"{name}.minibatches: members = {members!r} must be an int >= 1 dividing "
@@ -304,14 +361,31 @@ class RolloutBuffer:
             perm = perm // envs_per_member * self.num_envs + offsets + perm % envs_per_member
         return self._gather([chunk.reshape(-1) for chunk in perm.split(total // num_minibatches, dim=1)])
 
+    def _fields(self) -> RolloutBatch:
+        """Every stored field as ``[T, N, ...]``; mask and reference log-probabilities only when set."""
+        return RolloutBatch(obs=self.obs, actions=self.actions, logprobs=self.logprobs, values=self.values,
+                            advantages=self.advantages, returns=self.returns,
+                            mask=self.valid if self.has_mask else None,
+                            ref_logprobs=self.ref_logprobs if self.has_ref_logprobs else None)
+
     def _gather(self, chunks: list[Tensor]) -> Iterator[RolloutBatch]:
-        flat = RolloutBatch(
-            obs=self.obs.flatten(0, 1),
-            actions=self.actions.flatten(0, 1),
-            logprobs=self.logprobs.view(-1),
-            values=self.values.view(-1),
-            advantages=self.advantages.view(-1),
-            returns=self.returns.view(-1),
-        )
+        flat = [None if f is None else f.flatten(0, 1) for f in self._fields()]
         for idx in chunks:
-            yield RolloutBatch(*(field.index_select(0, idx) for field in flat))
+            yield RolloutBatch(*(None if f is None else f.index_select(0, idx) for f in flat))
+
+    def _sequence_minibatches(self, num_minibatches: int, generator: torch.Generator | None,
+                              members: int) -> Iterator[RolloutBatch]:
+        name = type(self).__name__
+        if members != 1:
+            raise ValueError(f"{name}.minibatches: sequences=True trains one agent (members = 1), got {members}.")
+        N = self.num_envs
+        if not (isinstance(num_minibatches, int) and 1 <= num_minibatches <= N and N % num_minibatches == 0):
+            raise ValueError(f"{name}.minibatches: with whole episodes, num_minibatches = {num_minibatches!r} must "
+                             f"divide num_envs = {N} (each minibatch holds whole env columns).")
+        if not self._computed:
+            raise RuntimeError(f"{name}.minibatches: call compute_returns_and_advantages() after the last add().")
+        perm_device = generator.device if generator is not None else self.device
+        perm = torch.randperm(N, generator=generator, device=perm_device).to(self.device)
+        columns = [None if f is None else f.transpose(0, 1) for f in self._fields()]  # [N, T, ...]
+        return (RolloutBatch(*(None if f is None else f.index_select(0, idx) for f in columns))
+                for idx in perm.split(N // num_minibatches))

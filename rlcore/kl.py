@@ -1,0 +1,110 @@
+"""KL penalties for fine-tuning a policy against a frozen reference (RLHF).
+
+Per-token estimators follow Schulman (2020), "Approximating KL Divergence"; the adaptive
+coefficient follows Ziegler et al. (2019), "Fine-Tuning Language Models from Human Preferences".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference), elementwise, for tokens sampled from the policy.
+
+    `logprobs` and `ref_logprobs` are the log-probabilities of the sampled tokens under the policy and the
+    reference. With log r = ref_logprobs - logprobs:
+
+    - "k1" = -log r: unbiased, but single samples can be negative and its variance is high.
+    - "k2" = (log r)^2 / 2: non-negative and low-variance, but biased (exact only as the policies coincide).
+    - "k3" = (r - 1) - log r: unbiased and non-negative, with lower variance than k1.
+    """
+    if logprobs.shape != ref_logprobs.shape:
+        raise ValueError(f"logprobs {tuple(logprobs.shape)} and ref_logprobs {tuple(ref_logprobs.shape)} must have one "
+                         "shape: pass the log-probabilities of the same sampled tokens under both models")
+    log_ratio = ref_logprobs - logprobs
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio.square()
+    if estimator == "k3":
+        # expm1 keeps r - 1 exact when the policies are close, where exp(x) - 1 would cancel to 0.
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}: choose one of {', '.join(KL_ESTIMATORS)}")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Mean of `x` over the entries where `mask` is True (along `dim`, or over all); 0 where none are True."""
+    mask = mask.to(torch.bool)
+    # masked_fill rather than x * mask: a NaN or inf at a masked-out position must not leak into the mean.
+    total = x.masked_fill(~mask, 0).sum() if dim is None else x.masked_fill(~mask, 0).sum(dim)
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return total / count.clamp(min=1)
+
+
+class FixedKLController:
+    """A constant KL coefficient; `update` is a no-op so agents can call it regardless of the controller."""
+
+    def __init__(self, coef: float) -> None:
+        _check_coef(coef, "coef")
+        self.coef = float(coef)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Nothing to adapt: the coefficient stays as configured."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_coef(state["coef"], "coef")
+        self.coef = float(state["coef"])
+
+
+class AdaptiveKLController:
+    """Proportional control of the KL coefficient towards a target KL (Ziegler et al. 2019, section 2.2).
+
+    error = clip(current_kl / target - 1, -0.2, 0.2); coef *= 1 + error * n_steps / horizon.
+    The clip bounds how fast the coefficient moves when the KL is far from the target.
+    """
+
+    def __init__(self, init_coef: float, target: float, horizon: int) -> None:
+        _check_coef(init_coef, "init_coef")
+        if not target > 0:
+            raise ValueError(f"target must be > 0 (the KL the controller steers towards), got {target}")
+        if not horizon > 0:
+            raise ValueError(f"horizon must be > 0 (steps over which the coefficient adapts), got {horizon}")
+        self.coef = float(init_coef)
+        self.target = float(target)
+        self.horizon = int(horizon)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Adapt after `n_steps` environment steps (tokens or sequences, as `horizon` counts) at KL `current_kl`."""
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
+        self.coef *= 1.0 + error * n_steps / self.horizon
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__init__(state["coef"], state["target"], state["horizon"])  # re-validates a hand-edited checkpoint
+
+
+KLController = FixedKLController | AdaptiveKLController
+
+
+def make_kl_controller(coef: float, target: float | None = None, horizon: int = 10_000) -> KLController:
+    """An adaptive controller starting at `coef` when a `target` KL is given, else a fixed coefficient."""
+    if target is None:
+        return FixedKLController(coef)
+    return AdaptiveKLController(coef, target, horizon)
+
+
+def _check_coef(coef: float, name: str) -> None:
+    if not coef >= 0:  # `not >=` also rejects NaN
+        raise ValueError(f"{name} must be >= 0 (the weight of the KL penalty), got {coef}")

@@ -1,0 +1,235 @@
+"""A Hugging Face causal language model as an actor-critic over a text environment.
+
+The observation is the text environment's ``[N, 2, L]`` int64 tensor (``envs.text``): token ids
+and attention mask, the prompt left-padded into the first ``P`` columns and generated token
+``t`` in column ``P + t``. The action is the next token. The policy has the interface of
+``rlcore.policies.ActorCritic`` (``act``, ``value``, ``evaluate_actions``, ``mode``,
+``to_env``), so the same PPO trains it.
+
+Two things differ from an MLP policy, both for speed:
+
+- ``act`` keeps a KV cache across the steps of a round. The text environment steps all copies
+  in lockstep rounds of ``max_new_tokens`` steps, so call ``t`` of a round feeds only the token
+  sampled at call ``t - 1``; a host counter (no sync) says which call it is.
+- ``evaluate_actions`` takes whole sequences, ``[B, T, 2, L]`` observations and ``[B, T]``
+  actions (``sequence_level = True`` asks the rollout buffer for minibatches of whole
+  episodes), and scores all ``T`` tokens in one forward pass over the last observation.
+
+The reference model for the KL penalty is the base model with the LoRA adapter disabled when
+``lora_r > 0`` (no second copy held), else a frozen copy kept outside this module's parameters
+and state dict (it is rebuilt from the model directory, not saved in checkpoints).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rlcore.distributions import Categorical
+
+CRITICS = ("head", "separate", "none")
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding: the first real token is position 0."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype | None = None) -> nn.Module:
+    """A causal LM from a local directory (never the network), dropout off: RL needs the same
+    log-probabilities at collection and in the update."""
+    from transformers import AutoModelForCausalLM
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"Model directory {str(path)!r} does not exist: give --model the directory a Hugging "
+                                "Face model was saved to (save_pretrained), e.g. the one `rl pretrain-lm` writes.")
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def _hidden_size(model: nn.Module) -> int:
+    config = model.config
+    return getattr(config, "hidden_size", None) or config.n_embd
+
+
+class LMActorCritic(nn.Module):
+    """Policy: the LM's next-token distribution at ``temperature``, sampled with top-k / top-p
+    (log-probabilities and the PPO ratio use the full tempered softmax, as TRL does, so a token
+    outside the top-k still has a finite ratio after an update). Critic: a zero-initialised
+    linear value head on the LM's last hidden state (``critic="head"``), on a separate copy of
+    the model (``"separate"``), or none (``"none"``: for critic-free group baselines)."""
+
+    sequence_level = True
+
+    def __init__(self, lm: nn.Module, prompt_len: int, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, critic: str = "head", lora_r: int = 0):
+        super().__init__()
+        if critic not in CRITICS:
+            raise ValueError(f"critic = {critic!r} is invalid: must be one of {', '.join(CRITICS)}.")
+        if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"Sampling settings temperature = {temperature}, top_k = {top_k}, top_p = {top_p} are "
+                             "invalid: need temperature > 0, top_k >= 0 (0: off), 0 < top_p <= 1.")
+        self.prompt_len, self.max_new_tokens = prompt_len, max_new_tokens
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.critic, self.lora = critic, lora_r > 0
+        frozen = None
+        if self.lora:
+            from peft import LoraConfig, get_peft_model
+
+            lm = get_peft_model(lm, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
+                                               target_modules="all-linear", task_type="CAUSAL_LM"))
+        else:
+            frozen = copy.deepcopy(lm).requires_grad_(False).eval()
+        self.lm = lm
+        # transformers 5.2x calls the KV cache `cache`, earlier versions `past_key_values`.
+        forward = inspect.signature(type(lm.get_base_model() if self.lora else lm).forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in forward
+        # A plain attribute, not a submodule: kept out of parameters(), state_dict() and checkpoints.
+        object.__setattr__(self, "_reference", frozen)
+        self.critic_lm = copy.deepcopy(lm) if critic == "separate" else None
+        if critic != "none":
+            self.value_head = nn.Linear(_hidden_size(lm), 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+        self._t = 0  # calls of `act` in the current round
+        self._past: tuple = (None, None)  # KV caches of the policy and the separate critic
+        self._next_position: torch.Tensor | None = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, prompt_len: int, max_new_tokens: int, device: str | torch.device = "cpu",
+                        **kwargs) -> "LMActorCritic":
+        return cls(load_causal_lm(path), prompt_len, max_new_tokens, **kwargs).to(device)
+
+    def to(self, *args, **kwargs) -> "LMActorCritic":
+        super().to(*args, **kwargs)
+        if self._reference is not None:
+            self._reference.to(*args, **kwargs)
+        return self
+
+    # ----- forward passes -------------------------------------------------------------------
+    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None,
+                 past=None, cache: bool = False, last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """Logits and last hidden states of `ids`, whose attention `mask` covers the cached tokens too;
+        `last_only` computes logits for the last position alone (the vocabulary projection is the
+        biggest matmul of a prompt pass)."""
+        if positions is None:
+            positions = position_ids(mask)[:, -ids.shape[1]:]
+        kwargs = {self._cache_arg: past}
+        if last_only and self._keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cache,
+                 output_hidden_states=True, **kwargs)
+        return out.logits, out.hidden_states[-1], out.get(self._cache_arg) if cache else None
+
+    def _values(self, hidden: torch.Tensor, critic_hidden: torch.Tensor | None) -> torch.Tensor:
+        if self.critic == "none":
+            return hidden.new_zeros(hidden.shape[:-1], dtype=torch.float32)
+        h = critic_hidden if critic_hidden is not None else hidden
+        return self.value_head(h).squeeze(-1).float()
+
+    def _dist(self, logits: torch.Tensor) -> Categorical:
+        return Categorical(logits.float() / self.temperature)
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float() / self.temperature
+        if self.top_k > 0:
+            kth = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
+            drop = probs.cumsum(-1) - probs >= self.top_p  # keep the smallest prefix whose mass reaches top_p
+            logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
+        return Categorical(logits).sample()
+
+    def _state(self, obs: torch.Tensor, lm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncached: logits and hidden state at the last real token of each [N, 2, L] observation."""
+        ids, mask = obs[:, 0], obs[:, 1]
+        last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
+        logits, hidden, _ = self._forward(lm, ids, mask)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        return logits[rows, last], hidden[rows, last]
+
+    # ----- the ActorCritic interface ---------------------------------------------------------
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample the next token of every copy. Call 0 of a round runs the prompts and caches their
+        keys and values; call t feeds only generated token t - 1 (column P + t - 1)."""
+        P, t = self.prompt_len, self._t
+        ids, mask = obs[:, 0], obs[:, 1]
+        if t == 0:
+            new_ids, seen = ids[:, :P], mask[:, :P]
+            positions = position_ids(seen)
+            self._next_position, past = positions[:, -1:] + 1, (None, None)
+        else:
+            new_ids, seen = ids[:, P + t - 1:P + t], mask[:, :P + t]
+            positions, past = self._next_position, self._past
+            self._next_position = positions + 1
+        logits, hidden, lm_past = self._forward(self.lm, new_ids, seen, positions, past[0], cache=True, last_only=True)
+        critic_hidden, critic_past = None, None
+        if self.critic_lm is not None:
+            _, critic_hidden, critic_past = self._forward(self.critic_lm, new_ids, seen, positions, past[1], cache=True,
+                                                          last_only=True)
+            critic_hidden = critic_hidden[:, -1]
+        self._past = (lm_past, critic_past)
+        self._t = (t + 1) % self.max_new_tokens
+        logits = logits[:, -1]
+        action = self._sample(logits)
+        return action, self._dist(logits).log_prob(action), self._values(hidden[:, -1], critic_hidden)
+
+    def reset_cache(self) -> None:
+        """Forget the round in progress: the next `act` starts from a prompt."""
+        self._t, self._past = 0, (None, None)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V of [N, 2, L] observations; 0 where the token budget is used up (nothing can follow)."""
+        if self.critic == "none":
+            return torch.zeros(obs.shape[0], device=obs.device)
+        lm = self.critic_lm if self.critic_lm is not None else self.lm
+        _, hidden = self._state(obs, lm)
+        exhausted = obs[:, 1, -1] == 1
+        return torch.where(exhausted, 0.0, self.value_head(hidden).squeeze(-1).float())
+
+    def distribution(self, obs: torch.Tensor) -> Categorical:
+        logits, _ = self._state(obs, self.lm)
+        return self._dist(logits)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.distribution(obs).mode()
+
+    def to_env(self, action: torch.Tensor) -> torch.Tensor:
+        return action
+
+    def _sequence_outputs(self, obs: torch.Tensor, lm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and hidden states predicting generated tokens 0..T-1 of [B, T, 2, L] episodes,
+        from one forward pass over the last step's observation (it holds tokens 0..T-2)."""
+        P, T = self.prompt_len, obs.shape[1]
+        ids, mask = obs[:, -1, 0, :P + T - 1], obs[:, -1, 1, :P + T - 1]
+        logits, hidden, _ = self._forward(lm, ids, mask)
+        return logits[:, P - 1:], hidden[:, P - 1:]
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probability, entropy, value), each [B, T], of whole episodes [B, T, 2, L] / [B, T]."""
+        if obs.dim() != 4:
+            raise ValueError(f"LMActorCritic.evaluate_actions takes whole episodes, observations [B, T, 2, L]; got "
+                             f"{tuple(obs.shape)}. Use the rollout buffer's minibatches(..., sequences=True).")
+        logits, hidden = self._sequence_outputs(obs, self.lm)
+        critic_hidden = self._sequence_outputs(obs, self.critic_lm)[1] if self.critic_lm is not None else None
+        dist = self._dist(logits)
+        return dist.log_prob(actions), dist.entropy(), self._values(hidden, critic_hidden)
+
+    @torch.no_grad()
+    def reference_logprobs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [B, T] of the actions under the frozen reference model (same temperature)."""
+        if self.lora:
+            with self.lm.disable_adapter():
+                logits, _ = self._sequence_outputs(obs, self.lm)
+        else:
+            logits, _ = self._sequence_outputs(obs, self._reference)
+        return self._dist(logits).log_prob(actions)

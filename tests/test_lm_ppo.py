@@ -1,0 +1,185 @@
+"""PPO on the text environment: the language-model policy, KL control, group baselines, learning."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from lm_helpers import save_tiny_lm, tiny_model, tiny_tokenizer
+
+from agents import A2C, PPO
+from agents.common import collect
+from rlcore.lm import LMActorCritic
+from rlcore.rollout import RolloutBuffer, group_advantages
+
+GOOD = ("good", "great", "best", "fun")
+
+
+def count_good(prompts: list[str], completions: list[str]) -> list[float]:
+    """Reward: how many of the completion's words are in GOOD."""
+    return [float(sum(w in GOOD for w in c.split())) for c in completions]
+
+
+# Importable as "lm_test_rewards:count_good", the way --reward names a function.
+sys.modules["lm_test_rewards"] = types.SimpleNamespace(count_good=count_good)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    d = save_tiny_lm(tmp_path_factory.mktemp("lm") / "model")
+    (d / "prompts.txt").write_text("the movie was\ni thought it\nthis film is\nthe acting\n")
+    return d
+
+
+def text_ppo(model_dir: Path, **kwargs) -> PPO:
+    settings = {"model": str(model_dir), "reward": "lm_test_rewards:count_good", "num_envs": 16, "n_steps": 6,
+                "max_new_tokens": 6, "batch_size": 48, "learning_rate": 3e-3, "log_interval": 96, **kwargs}
+    return PPO("Text-v0", **settings)
+
+
+def rollout(P: int, T: int, prompts: list[list[int]], policy: LMActorCritic):
+    """Step `policy.act` through one round by hand: the observations, actions, log-probs and values."""
+    obs = torch.zeros(len(prompts), 2, P + T, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        obs[i, 0, P - len(p):P] = torch.tensor(p)
+        obs[i, 1, P - len(p):P] = 1
+    steps, actions, logprobs, values = [], [], [], []
+    with torch.no_grad():
+        for t in range(T):
+            steps.append(obs.clone())
+            a, lp, v = policy.act(obs)
+            actions.append(a), logprobs.append(lp), values.append(v)
+            obs[:, 0, P + t], obs[:, 1, P + t] = a, 1
+    return torch.stack(steps, 1), torch.stack(actions, 1), torch.stack(logprobs, 1), torch.stack(values, 1)
+
+
+@pytest.mark.parametrize("critic,lora_r", [("head", 0), ("separate", 0), ("none", 0), ("head", 4)])
+def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r):
+    """act feeds one token per call through the KV cache; evaluate_actions scores the episode in one
+    pass over left-padded prompts. Both must give the same log-probabilities and values."""
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    policy = LMActorCritic(tiny_model(tok), prompt_len=4, max_new_tokens=5, critic=critic, lora_r=lora_r,
+                           temperature=0.7, top_k=10)
+    if critic != "none":
+        torch.nn.init.normal_(policy.value_head.weight)  # zero-initialised: make the values worth comparing
+    obs, actions, logprobs, values = rollout(4, 5, [[3, 4, 5, 6], [7, 8], [9]], policy)
+    assert policy._t == 0  # the round is over: the next call starts from prompts
+    with torch.no_grad():
+        lp, entropy, v = policy.evaluate_actions(obs, actions)
+        reference = policy.reference_logprobs(obs, actions)
+    torch.testing.assert_close(lp, logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(v, values, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reference, lp, atol=1e-5, rtol=1e-5)  # untrained: the policy is the reference
+    assert (entropy > 0).all()
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    if lora_r:
+        assert trainable and all("lora" in n or n.startswith("value_head") for n in trainable)
+
+
+def test_top_k_sampling_stays_in_the_top_k_and_the_value_head_starts_at_zero():
+    tok = tiny_tokenizer()
+    policy = LMActorCritic(tiny_model(tok), prompt_len=2, max_new_tokens=1, top_k=3)
+    obs = torch.tensor([[[3, 4, 0], [1, 1, 0]]]).repeat(200, 1, 1)
+    with torch.no_grad():
+        actions, _, values = policy.act(obs)
+        top3 = policy.distribution(obs).logits[0].topk(3).indices
+    assert set(actions.tolist()) <= set(top3.tolist()) and len(set(actions.tolist())) > 1
+    assert torch.equal(values, torch.zeros(200))
+
+
+def test_group_advantages_leave_one_out_by_hand():
+    returns = torch.tensor([1.0, 2.0, 3.0, 6.0, 0.0, 0.0])
+    # Group 1: 1 - (2+3)/2 = -1.5, 2 - 2 = 0, 3 - 1.5 = 1.5; group 2: 6 - 0, 0 - 3, 0 - 3.
+    torch.testing.assert_close(group_advantages(returns, 3), torch.tensor([-1.5, 0.0, 1.5, 6.0, -3.0, -3.0]))
+    with pytest.raises(ValueError, match="group_size"):
+        group_advantages(returns, 4)
+
+
+def test_sequence_minibatches_keep_each_episode_whole_and_carry_the_mask():
+    buf = RolloutBuffer(3, 4, (2,), torch.long, (), torch.long)
+    for t in range(3):
+        buf.add(obs=torch.full((4, 2), t), actions=torch.arange(4) + 10 * t, logprobs=torch.zeros(4),
+                values=torch.zeros(4), rewards=torch.ones(4), terminated=torch.zeros(4, dtype=torch.bool),
+                truncated=torch.full((4,), t == 2), final_values=torch.zeros(4), valid=torch.tensor([True, True, t < 2, True]))
+    buf.compute_returns_and_advantages(torch.zeros(4), 1.0, 1.0)
+    batches = list(buf.minibatches(2, sequences=True))
+    assert [b.actions.shape for b in batches] == [(2, 3), (2, 3)]
+    for b in batches:
+        env = b.actions[:, 0]
+        assert torch.equal(b.actions, env.unsqueeze(1) + torch.tensor([0, 10, 20]))  # steps in order, one env per row
+        expected = torch.ones(2, 3, dtype=torch.bool)
+        expected[env == 2, 2] = False  # env 2 idled at its last step
+        assert torch.equal(b.mask, expected)
+        assert b.obs.shape == (2, 3, 2)
+    with pytest.raises(ValueError, match="divide num_envs"):
+        buf.minibatches(3, sequences=True)
+
+
+@pytest.mark.parametrize("advantage", ["gae", "group"])
+def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, tmp_path):
+    """The small end-to-end check: a random 2-layer GPT-2 learns to say the rewarded words."""
+    torch.manual_seed(0)
+    agent = text_ppo(model_dir, advantage=advantage, group_size=4 if advantage == "group" else 1,
+                     kl_penalty="loss" if advantage == "group" else "reward",
+                     kl_estimator="k3" if advantage == "group" else "k1")
+    agent.obs, _ = agent.env.reset(seed=0)
+    collect(agent, 1.0, 0.95)
+    before = float(agent.rollout_stats["charts/reward_mean"])
+    agent.obs = None  # learn starts from a fresh reset
+    agent.learn(96 * 25, run_dir=tmp_path, progress=False)
+    after = float(agent.rollout_stats["charts/reward_mean"])
+    assert after > before + 1.5, (before, after)  # out of 6 tokens; a random policy scores about 0.6
+    assert float(agent.rollout_stats["charts/kl"]) > 0
+    assert (tmp_path / "summary.json").exists()
+
+
+def test_kl_in_the_reward_starts_at_zero_and_the_reference_stays_frozen(model_dir):
+    agent = text_ppo(model_dir, kl_coef=0.5)
+    agent.obs, _ = agent.env.reset(seed=0)
+    collect(agent, 1.0, 0.95)
+    assert float(agent.rollout_stats["charts/kl"]) == pytest.approx(0.0, abs=1e-5)  # policy == reference
+    buf = agent.buffer
+    obs, actions = buf.obs.transpose(0, 1), buf.actions.transpose(0, 1)
+    ref_before = agent.policy.reference_logprobs(obs, actions)
+    for _ in range(3):
+        agent._update()
+    assert torch.equal(agent.policy.reference_logprobs(obs, actions), ref_before)
+    with torch.no_grad():
+        moved = agent.policy.evaluate_actions(obs, actions)[0]
+    assert (moved - ref_before).abs().max() > 1e-3
+    collect(agent, 1.0, 0.95)
+    kl = float(agent.rollout_stats["charts/kl"])
+    assert kl != 0.0
+    # Every token's reward carries -kl_coef * KL: summed over real tokens it is the task reward minus 0.5 * episode KL.
+    shaped = torch.where(buf.valid, buf.rewards, 0.0).sum(0).mean()
+    assert float(shaped) == pytest.approx(float(agent.rollout_stats["charts/reward_mean"]) - 0.5 * kl, abs=1e-4)
+
+
+def test_adaptive_kl_coefficient_moves_and_is_checkpointed(model_dir, tmp_path):
+    agent = text_ppo(model_dir, kl_coef=0.2, kl_target=0.01, kl_horizon=100)
+    agent.learn(96 * 3, run_dir=tmp_path, progress=False)
+    assert agent.kl_controller.coef != 0.2
+    loaded = PPO.load(tmp_path / "checkpoint.pt")
+    assert loaded.kl_controller.coef == agent.kl_controller.coef
+    obs = agent.buffer.obs[2]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.policy.distribution(obs).logits, agent.policy.distribution(obs).logits)
+
+
+def test_text_settings_that_cannot_work_are_refused(model_dir, tmp_path):
+    with pytest.raises(ValueError, match="n_steps = 8 must equal max_new_tokens = 6"):
+        text_ppo(model_dir, n_steps=8, batch_size=64)
+    with pytest.raises(ValueError, match="trained by PPO"):
+        A2C("Text-v0", num_envs=4, n_steps=6)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        text_ppo(tmp_path / "missing")
+    with pytest.raises(ValueError, match="needs a language model"):
+        PPO("Text-v0")
+    with pytest.raises(ValueError, match="group_size"):
+        text_ppo(model_dir, advantage="group")
+    with pytest.raises(ValueError, match="eval_every is not supported"):
+        text_ppo(model_dir).learn(96, run_dir=tmp_path, progress=False, eval_every=96)
