@@ -217,7 +217,7 @@ class ReplayBuffer:
             side_obs.index_copy_(0, side, torch.where(done.view(keep_shape), final, side_obs.index_select(0, side)))
             side_owner.index_copy_(0, side, torch.where(done, self._num_adds, side_owner.index_select(0, side)))
             self._side_idx[row] = slot
-            self._row_step[row] = self._num_adds
+            self._row_step[row].fill_(self._num_adds)  # a Python int written by index would sync on CUDA
             self._side_pos = (slot + done.long()) % self.side_capacity
         else:
             self._next_obs[row].copy_(next_obs)

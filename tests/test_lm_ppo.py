@@ -16,6 +16,7 @@ from rlcore.lm import LMActorCritic
 from rlcore.rollout import RolloutBuffer, group_advantages
 
 GOOD = ("good", "great", "best", "fun")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def count_good(prompts: list[str], completions: list[str]) -> list[float]:
@@ -119,11 +120,12 @@ def test_sequence_minibatches_keep_each_episode_whole_and_carry_the_mask():
         buf.minibatches(3, sequences=True)
 
 
-@pytest.mark.parametrize("advantage", ["gae", "group"])
-def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, tmp_path):
+@pytest.mark.parametrize("advantage,device", [("gae", "cpu"), ("group", "cpu"),
+                                              pytest.param("gae", "cuda", marks=CUDA)])
+def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, device, tmp_path):
     """The small end-to-end check: a random 2-layer GPT-2 learns to say the rewarded words."""
     torch.manual_seed(0)
-    agent = text_ppo(model_dir, advantage=advantage, group_size=4 if advantage == "group" else 1,
+    agent = text_ppo(model_dir, advantage=advantage, device=device, group_size=4 if advantage == "group" else 1,
                      kl_penalty="loss" if advantage == "group" else "reward",
                      kl_estimator="k3" if advantage == "group" else "k1")
     agent.obs, _ = agent.env.reset(seed=0)
