@@ -543,27 +543,29 @@ def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
 
 def finish_text_rollout(agent: Any, gamma: float, gae_lambda: float) -> None:
     """A round of generation is in the buffer: apply the KL penalty against the reference model,
-    then GAE (every episode ended within the round, so nothing bootstraps) or the group baseline."""
-    buffer, policy, cfg = agent.buffer, agent.policy, agent.config
+    then GAE (every episode ended within the round, so nothing bootstraps) or the group baseline.
+    With a zero, fixed KL coefficient the reference pass is skipped (and no KL is logged)."""
+    buffer, policy, cfg, controller = agent.buffer, agent.policy, agent.config, agent.kl_controller
     valid = buffer.valid
-    obs, actions = buffer.obs.transpose(0, 1), buffer.actions.transpose(0, 1)  # [N, T, ...]: whole episodes
-    ref = policy.reference_logprobs(obs, actions).transpose(0, 1)  # [T, N]
-    kl = torch.where(valid, kl_estimate(buffer.logprobs, ref, cfg.kl_estimator), 0.0)
-    episode_kl = kl.sum(0).mean()  # per episode, summed over its tokens (Ziegler et al.'s unit)
-    task_reward = torch.where(valid, buffer.rewards, 0.0).sum(0).mean()
-    coef = agent.kl_controller.coef
-    if cfg.kl_penalty == "reward":
-        buffer.rewards.sub_(coef * kl)
-    else:
-        buffer.ref_logprobs.copy_(ref)
-        buffer.has_ref_logprobs = True
+    stats: dict[str, Any] = {"charts/reward_mean": torch.where(valid, buffer.rewards, 0.0).sum(0).mean(),
+                             "charts/response_length": valid.sum(0).float().mean()}
+    if controller.coef > 0 or cfg.kl_target is not None:
+        obs, actions = buffer.obs.transpose(0, 1), buffer.actions.transpose(0, 1)  # [N, T, ...]: whole episodes
+        ref = policy.reference_logprobs(obs, actions).transpose(0, 1)  # [T, N]
+        kl = torch.where(valid, kl_estimate(buffer.logprobs, ref, cfg.kl_estimator), 0.0)
+        episode_kl = kl.sum(0).mean()  # per episode, summed over its tokens (Ziegler et al.'s unit)
+        stats.update({"charts/kl": episode_kl, "charts/kl_coef": controller.coef})
+        if cfg.kl_penalty == "reward":
+            buffer.rewards.sub_(controller.coef * kl)
+        else:
+            buffer.ref_logprobs.copy_(ref)
+            buffer.has_ref_logprobs = True
+        controller.update(float(episode_kl), buffer.num_envs)  # one sync per round
     if cfg.advantage == "group":
         buffer.compute_group_advantages(cfg.group_size)
     else:
         buffer.compute_returns_and_advantages(torch.zeros(buffer.num_envs, device=buffer.device), gamma, gae_lambda)
-    agent.kl_controller.update(float(episode_kl), buffer.num_envs)  # one sync per round
-    agent.rollout_stats = {"charts/reward_mean": task_reward, "charts/kl": episode_kl, "charts/kl_coef": coef,
-                           "charts/response_length": valid.sum(0).float().mean()}
+    agent.rollout_stats = stats
 
 
 def policy_predict(agent: Any, obs: torch.Tensor | np.ndarray, deterministic: bool) -> torch.Tensor | np.ndarray:

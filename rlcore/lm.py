@@ -51,6 +51,18 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype | None = None) -> nn.Mod
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+    return fuse_gelu(model)
+
+
+def fuse_gelu(model: nn.Module) -> nn.Module:
+    """Swap transformers' NewGELUActivation (GPT-2's "gelu_new": five elementwise ops written in
+    Python) for torch's fused tanh GELU, the same function; it halved a tiny GPT-2's forward on a CPU."""
+    from transformers.activations import NewGELUActivation
+
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, nn.GELU(approximate="tanh"))
     return model
 
 

@@ -81,6 +81,18 @@ def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r):
         assert trainable and all("lora" in n or n.startswith("value_head") for n in trainable)
 
 
+def test_fused_gelu_computes_what_gpt2_did():
+    from rlcore.lm import fuse_gelu
+
+    model = tiny_model(tiny_tokenizer())
+    ids = torch.randint(3, 30, (4, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        after = fuse_gelu(model)(input_ids=ids).logits
+    assert any(isinstance(m, torch.nn.GELU) for m in model.modules())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
 def test_top_k_sampling_stays_in_the_top_k_and_the_value_head_starts_at_zero():
     tok = tiny_tokenizer()
     policy = LMActorCritic(tiny_model(tok), prompt_len=2, max_new_tokens=1, top_k=3)
@@ -185,3 +197,12 @@ def test_text_settings_that_cannot_work_are_refused(model_dir, tmp_path):
         text_ppo(model_dir, advantage="group")
     with pytest.raises(ValueError, match="eval_every is not supported"):
         text_ppo(model_dir).learn(96, run_dir=tmp_path, progress=False, eval_every=96)
+
+
+def test_a_zero_fixed_kl_coefficient_skips_the_reference_pass(model_dir, monkeypatch):
+    agent = text_ppo(model_dir, kl_coef=0.0)
+    calls = []
+    monkeypatch.setattr(agent.policy, "reference_logprobs", lambda *args: calls.append(args))
+    agent.obs, _ = agent.env.reset(seed=0)
+    collect(agent, 1.0, 0.95)
+    assert not calls and "charts/kl" not in agent.rollout_stats and not agent.buffer.has_ref_logprobs

@@ -8,7 +8,7 @@ prompts of `--prompt-tokens` random words; the reward is a cheap function of the
 share of words starting with "w1"), so the figure is the agent's speed, not the reward's.
 Each mode (PPO with a value head and GAE; the critic-free group baseline with 8 completions
 per prompt and the KL in the loss) runs one warm-up iteration and then `--iterations` timed
-ones (a round of generation with the KV cache, the reference pass, 4 epochs of updates).
+ones (a round of generation with the KV cache, the reference pass, `--epochs` epochs of updates).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
     group = mode == "group"
     T, N = args.new_tokens, args.num_envs
     agent = PPO("Text-v0", model=str(model), reward="lm_speed_rewards:share_of_w1", device=args.device, num_envs=N,
-                n_steps=T, max_new_tokens=T, batch_size=T * args.minibatch_completions, n_epochs=4, learning_rate=1e-5,
+                n_steps=T, max_new_tokens=T, batch_size=T * args.minibatch_completions, n_epochs=args.epochs, learning_rate=1e-5,
                 advantage="group" if group else "gae", group_size=8 if group else 1,
                 kl_penalty="loss" if group else "reward", kl_estimator="k3" if group else "k1", checkpoint_interval=0)
     agent.total_steps = 10**12
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--minibatch-completions", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--modes", default="ppo,group")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
