@@ -24,7 +24,7 @@ from agents import AGENTS
 from agents.bench import PARTS
 from agents.bench import run as run_bench
 from agents.presets import PRESETS, preset_total_steps
-from envs import BACKENDS
+from envs import BACKENDS, TEXT_ENV_ID
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
 from rlcore.config import ConfigError, field_docs
 from rlcore.evaluation import evaluate
@@ -217,9 +217,12 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(f"Evaluation{where}: mean return {summary['final_mean_return']:.1f} over {summary['eval_episodes']} "
                   f"episodes{reached}")
     saved = run_dirs[0] / MODEL_NAME if len(run_dirs) == 1 else f"{MODEL_NAME} in each of {len(run_dirs)} seed directories"
+    last_round = getattr(agent, "rollout_stats", {})
+    if last_round:  # a text environment: the reward of the last round's sampled completions
+        print("Last round: " + ", ".join(f"{k.split('/')[-1]} {float(v):.3f}" for k, v in last_round.items()))
     print(f"Done: {agent.global_step:,} steps. Model saved to {saved}\n"
-          f"TensorBoard: tensorboard --logdir {run_dirs[0].parent}\n"
-          f"Evaluate:    rl eval {run_dirs[0]}")
+          f"TensorBoard: tensorboard --logdir {run_dirs[0].parent}"
+          + ("" if agent.env_id == TEXT_ENV_ID else f"\nEvaluate:    rl eval {run_dirs[0]}"))
     return 0
 
 
@@ -230,6 +233,9 @@ def _eval(args: argparse.Namespace) -> int:
     algo = payload.get("algo")
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
+    if payload.get("env_id") == TEXT_ENV_ID:
+        raise ConfigError(f"rl eval scores control tasks; {path} is a {TEXT_ENV_ID} run. Its completions' reward is in "
+                          "summary.json (last_round) and TensorBoard (charts/reward_mean, text/samples).")
     agent = AGENTS[algo].from_checkpoint(payload, path, **overrides)
     mean, std = evaluate(agent, agent.env_id, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     result = {"mean_return": mean, "std_return": std, "episodes": args.episodes, "env_id": agent.env_id,

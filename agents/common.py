@@ -192,13 +192,17 @@ class Evaluations:
             return True
         return False
 
-    def write_summary(self, global_step: int, wall: float, final_eval: bool = True) -> dict[str, Any]:
+    def write_summary(self, global_step: int, wall: float, final_eval: bool = True,
+                      last_round: dict[str, float] | None = None) -> dict[str, Any]:
         """`summary.json`: steps, training wall time, final mean return (a fresh evaluation unless
-        the run just evaluated), and the threshold figures when a target was reached."""
+        the run just evaluated), the threshold figures when a target was reached, and for a text
+        environment the last round's reward, KL and response length (`last_round`)."""
         if final_eval and self.last_step != global_step:
             self.run(global_step, wall)
         summary = {"steps": global_step, "wall_time": wall, "final_mean_return": self.last_mean,
                    "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
+        if last_round:
+            summary["last_round"] = last_round
         (self.logger.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -396,7 +400,9 @@ class TrainingRun:
                 self.save_checkpoint()
                 self._save(MODEL_NAME, include_buffer=False)
                 wall = self.train_time()
-                summaries = [e.write_summary(agent.global_step, wall, final_eval=e.every > 0) for e in self.evals]
+                last_round = {k.split("/")[-1]: float(v) for k, v in getattr(agent, "rollout_stats", {}).items()}
+                summaries = [e.write_summary(agent.global_step, wall, final_eval=e.every > 0, last_round=last_round)
+                             for e in self.evals]
                 agent.summary = summaries[0] if self.members == 1 else summaries
             elif issubclass(exc_type, KeyboardInterrupt):
                 path = self.save_checkpoint()

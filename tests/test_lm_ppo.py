@@ -206,3 +206,21 @@ def test_a_zero_fixed_kl_coefficient_skips_the_reference_pass(model_dir, monkeyp
     agent.obs, _ = agent.env.reset(seed=0)
     collect(agent, 1.0, 0.95)
     assert not calls and "charts/kl" not in agent.rollout_stats and not agent.buffer.has_ref_logprobs
+
+
+def test_cli_trains_text_v0_writes_the_last_round_and_refuses_rl_eval(model_dir, tmp_path, capsys):
+    import json
+
+    from agents.cli import main
+
+    assert main(["train", "ppo", "Text-v0", "--model", str(model_dir), "--reward", "lm_test_rewards:count_good",
+                 "--total-steps", "192", "--num-envs", "16", "--n-steps", "6", "--max-new-tokens", "6",
+                 "--batch-size", "48", "--run-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Last round: reward_mean" in out and "rl eval" not in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"reward_mean", "kl", "kl_coef", "response_length"} <= set(summary["last_round"])
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "rl eval scores control tasks" in capsys.readouterr().err
+    assert main(["train", "ppo", "Text-v0", "--model", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "x")]) == 2
+    assert "no such directory" in capsys.readouterr().err
