@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rlcore.distributions import Categorical
 
@@ -71,6 +72,75 @@ def _hidden_size(model: nn.Module) -> int:
     return getattr(config, "hidden_size", None) or config.n_embd
 
 
+def leading_pad_columns(prompt_mask: torch.Tensor) -> int:
+    """How many leading columns are padding in every row: a batch whose longest prompt is shorter
+    than the width skips them (positions come from the mask, so nothing else changes). One host
+    read per call: per round or minibatch, never per token."""
+    return int(prompt_mask.any(0).int().argmax())
+
+
+class HFDecoder:
+    """Incremental decoding through the model's own forward and KV cache: any causal LM."""
+
+    def __init__(self, lm: nn.Module, cache_arg: str, keeps_logits: bool):
+        self.lm, self.cache_arg, self.keeps_logits = lm, cache_arg, keeps_logits
+        self.cache = None
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and hidden state after `ids`, the next columns; `mask` covers every column so far."""
+        kwargs = {self.cache_arg: self.cache, "logits_to_keep": 1} if self.keeps_logits else {self.cache_arg: self.cache}
+        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                      output_hidden_states=True, **kwargs)
+        self.cache = out.get(self.cache_arg)
+        return out.logits[:, -1], out.hidden_states[-1][:, -1]
+
+
+class GPT2Decoder:
+    """GPT-2's incremental decoding without transformers' per-call machinery (mask building, cache
+    objects, output records), which cost 8 ms a token for a 2-layer model on a CPU, 4x the
+    arithmetic. The blocks' own modules do the work (so LoRA layers and disabled adapters apply);
+    keys and values go into a cache preallocated for the round. A test holds it to the model's own
+    forward pass."""
+
+    def __init__(self, lm: nn.Module, batch: int, length: int):
+        self.model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        body, c = self.model.transformer, self.model.config
+        self.heads, self.head_dim = c.n_head, c.n_embd // c.n_head
+        ref = body.wte.weight
+        self.keys = [ref.new_zeros(batch, self.heads, length, self.head_dim) for _ in body.h]
+        self.values = [torch.zeros_like(k) for k in self.keys]
+        self.filled = 0  # columns of the cache written so far
+
+    @staticmethod
+    def supports(lm: nn.Module) -> bool:
+        model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        c = model.config
+        return (type(model).__name__ == "GPT2LMHeadModel" and not c.add_cross_attention and c.scale_attn_weights
+                and not c.scale_attn_by_inverse_layer_idx and not c.reorder_and_upcast_attn)
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        body, n, start = self.model.transformer, ids.shape[1], self.filled
+        end = start + n
+        # Query i (column start + i) sees real keys up to itself, and always itself, so a padding
+        # query attends to something and no row of the softmax is empty (that would be NaN).
+        causal = torch.ones(n, end, dtype=torch.bool, device=ids.device).tril(start)
+        itself = torch.zeros_like(causal)
+        itself[:, start:] = torch.eye(n, dtype=torch.bool, device=ids.device)
+        allowed = (causal & mask[:, None, :end].bool()) | itself  # [N, n, end]
+        h = body.wte(ids) + body.wpe(positions)
+        for block, k_cache, v_cache in zip(body.h, self.keys, self.values):
+            q, k, v = block.attn.c_attn(block.ln_1(h)).split(self.heads * self.head_dim, dim=2)
+            q, k, v = (x.view(x.shape[0], n, self.heads, self.head_dim).transpose(1, 2) for x in (q, k, v))
+            k_cache[:, :, start:end] = k
+            v_cache[:, :, start:end] = v
+            a = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=allowed[:, None])
+            h = h + block.attn.c_proj(a.transpose(1, 2).reshape(h.shape))
+            h = h + block.mlp(block.ln_2(h))
+        self.filled = end
+        hidden = body.ln_f(h[:, -1])
+        return self.model.lm_head(hidden), hidden
+
+
 class LMActorCritic(nn.Module):
     """Policy: the LM's next-token distribution at ``temperature``, sampled with top-k / top-p
     (log-probabilities and the PPO ratio use the full tempered softmax, as TRL does, so a token
@@ -112,7 +182,8 @@ class LMActorCritic(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
         self._t = 0  # calls of `act` in the current round
-        self._past: tuple = (None, None)  # KV caches of the policy and the separate critic
+        self._decoders: list[HFDecoder | GPT2Decoder] = []  # the round's KV caches: policy, separate critic
+        self._first = 0  # leading padding columns every prompt of the round has
         self._next_position: torch.Tensor | None = None
 
     @classmethod
@@ -127,19 +198,11 @@ class LMActorCritic(nn.Module):
         return self
 
     # ----- forward passes -------------------------------------------------------------------
-    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None,
-                 past=None, cache: bool = False, last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor, object]:
-        """Logits and last hidden states of `ids`, whose attention `mask` covers the cached tokens too;
-        `last_only` computes logits for the last position alone (the vocabulary projection is the
-        biggest matmul of a prompt pass)."""
-        if positions is None:
-            positions = position_ids(mask)[:, -ids.shape[1]:]
-        kwargs = {self._cache_arg: past}
-        if last_only and self._keeps_logits:
-            kwargs["logits_to_keep"] = 1
-        out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=cache,
-                 output_hidden_states=True, **kwargs)
-        return out.logits, out.hidden_states[-1], out.get(self._cache_arg) if cache else None
+    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncached: logits and last hidden states at every column of left-padded `ids`."""
+        out = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False,
+                 output_hidden_states=True)
+        return out.logits, out.hidden_states[-1]
 
     def _values(self, hidden: torch.Tensor, critic_hidden: torch.Tensor | None) -> torch.Tensor:
         if self.critic == "none":
@@ -165,39 +228,41 @@ class LMActorCritic(nn.Module):
         """Uncached: logits and hidden state at the last real token of each [N, 2, L] observation."""
         ids, mask = obs[:, 0], obs[:, 1]
         last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
-        logits, hidden, _ = self._forward(lm, ids, mask)
+        logits, hidden = self._forward(lm, ids, mask)
         rows = torch.arange(ids.shape[0], device=ids.device)
         return logits[rows, last], hidden[rows, last]
 
     # ----- the ActorCritic interface ---------------------------------------------------------
+    def _decoder(self, lm: nn.Module, batch: int, length: int) -> HFDecoder | GPT2Decoder:
+        if GPT2Decoder.supports(lm):
+            return GPT2Decoder(lm, batch, length)
+        return HFDecoder(lm, self._cache_arg, self._keeps_logits)
+
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample the next token of every copy. Call 0 of a round runs the prompts and caches their
         keys and values; call t feeds only generated token t - 1 (column P + t - 1)."""
         P, t = self.prompt_len, self._t
         ids, mask = obs[:, 0], obs[:, 1]
         if t == 0:
-            new_ids, seen = ids[:, :P], mask[:, :P]
+            self._first = first = leading_pad_columns(mask[:, :P])
+            length = P + self.max_new_tokens - first
+            self._decoders = [self._decoder(lm, ids.shape[0], length) for lm in (self.lm, self.critic_lm) if lm is not None]
+            new_ids, seen = ids[:, first:P], mask[:, first:P]
             positions = position_ids(seen)
-            self._next_position, past = positions[:, -1:] + 1, (None, None)
+            self._next_position = positions[:, -1:] + 1
         else:
-            new_ids, seen = ids[:, P + t - 1:P + t], mask[:, :P + t]
-            positions, past = self._next_position, self._past
+            new_ids, seen = ids[:, P + t - 1:P + t], mask[:, self._first:P + t]
+            positions = self._next_position
             self._next_position = positions + 1
-        logits, hidden, lm_past = self._forward(self.lm, new_ids, seen, positions, past[0], cache=True, last_only=True)
-        critic_hidden, critic_past = None, None
-        if self.critic_lm is not None:
-            _, critic_hidden, critic_past = self._forward(self.critic_lm, new_ids, seen, positions, past[1], cache=True,
-                                                          last_only=True)
-            critic_hidden = critic_hidden[:, -1]
-        self._past = (lm_past, critic_past)
+        outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
+        (logits, hidden), critic_hidden = outputs[0], (outputs[1][1] if len(outputs) > 1 else None)
         self._t = (t + 1) % self.max_new_tokens
-        logits = logits[:, -1]
         action = self._sample(logits)
-        return action, self._dist(logits).log_prob(action), self._values(hidden[:, -1], critic_hidden)
+        return action, self._dist(logits).log_prob(action), self._values(hidden, critic_hidden)
 
     def reset_cache(self) -> None:
         """Forget the round in progress: the next `act` starts from a prompt."""
-        self._t, self._past = 0, (None, None)
+        self._t, self._decoders = 0, []
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V of [N, 2, L] observations; 0 where the token budget is used up (nothing can follow)."""
@@ -222,9 +287,10 @@ class LMActorCritic(nn.Module):
         """Logits and hidden states predicting generated tokens 0..T-1 of [B, T, 2, L] episodes,
         from one forward pass over the last step's observation (it holds tokens 0..T-2)."""
         P, T = self.prompt_len, obs.shape[1]
-        ids, mask = obs[:, -1, 0, :P + T - 1], obs[:, -1, 1, :P + T - 1]
-        logits, hidden, _ = self._forward(lm, ids, mask)
-        return logits[:, P - 1:], hidden[:, P - 1:]
+        first = leading_pad_columns(obs[:, -1, 1, :P])
+        ids, mask = obs[:, -1, 0, first:P + T - 1], obs[:, -1, 1, first:P + T - 1]
+        logits, hidden = self._forward(lm, ids, mask)
+        return logits[:, P - 1 - first:], hidden[:, P - 1 - first:]
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability, entropy, value), each [B, T], of whole episodes [B, T, 2, L] / [B, T]."""

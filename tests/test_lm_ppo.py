@@ -57,17 +57,27 @@ def rollout(P: int, T: int, prompts: list[list[int]], policy: LMActorCritic):
     return torch.stack(steps, 1), torch.stack(actions, 1), torch.stack(logprobs, 1), torch.stack(values, 1)
 
 
-@pytest.mark.parametrize("critic,lora_r", [("head", 0), ("separate", 0), ("none", 0), ("head", 4)])
-def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r):
-    """act feeds one token per call through the KV cache; evaluate_actions scores the episode in one
-    pass over left-padded prompts. Both must give the same log-probabilities and values."""
+@pytest.mark.parametrize("critic,lora_r,decoder,P", [("head", 0, "gpt2", 4), ("separate", 0, "gpt2", 4),
+                                                    ("none", 0, "gpt2", 4), ("head", 4, "gpt2", 4),
+                                                    ("head", 0, "gpt2", 7), ("head", 0, "hf", 7), ("head", 4, "hf", 4)])
+def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r, decoder, P, monkeypatch):
+    """act feeds one token per call through a KV cache (GPT-2's lean decoder, or the model's own
+    forward for other models); evaluate_actions scores the episode in one pass over left-padded
+    prompts, with the columns every prompt pads skipped (P = 7). Both must give the same
+    log-probabilities and values."""
+    import rlcore.lm
+
+    if decoder == "hf":
+        monkeypatch.setattr(rlcore.lm.GPT2Decoder, "supports", staticmethod(lambda lm: False))
     tok = tiny_tokenizer()
     torch.manual_seed(0)
-    policy = LMActorCritic(tiny_model(tok), prompt_len=4, max_new_tokens=5, critic=critic, lora_r=lora_r,
+    policy = LMActorCritic(tiny_model(tok), prompt_len=P, max_new_tokens=5, critic=critic, lora_r=lora_r,
                            temperature=0.7, top_k=10)
     if critic != "none":
         torch.nn.init.normal_(policy.value_head.weight)  # zero-initialised: make the values worth comparing
-    obs, actions, logprobs, values = rollout(4, 5, [[3, 4, 5, 6], [7, 8], [9]], policy)
+    obs, actions, logprobs, values = rollout(P, 5, [[3, 4, 5, 6], [7, 8], [9]], policy)
+    assert isinstance(policy._decoders[0], rlcore.lm.GPT2Decoder if decoder == "gpt2" else rlcore.lm.HFDecoder)
+    assert policy._first == P - 4
     assert policy._t == 0  # the round is over: the next call starts from prompts
     with torch.no_grad():
         lp, entropy, v = policy.evaluate_actions(obs, actions)
