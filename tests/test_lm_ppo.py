@@ -183,8 +183,9 @@ def test_kl_in_the_reward_starts_at_zero_and_the_reference_stays_frozen(model_di
     assert float(shaped) == pytest.approx(float(agent.rollout_stats["charts/reward_mean"]) - 0.5 * kl, abs=1e-4)
 
 
-def test_adaptive_kl_coefficient_moves_and_is_checkpointed(model_dir, tmp_path):
-    agent = text_ppo(model_dir, kl_coef=0.2, kl_target=0.01, kl_horizon=100)
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_adaptive_kl_coefficient_moves_and_is_checkpointed(model_dir, tmp_path, lora_r):
+    agent = text_ppo(model_dir, kl_coef=0.2, kl_target=0.01, kl_horizon=100, lora_r=lora_r)
     agent.learn(96 * 3, run_dir=tmp_path, progress=False)
     assert agent.kl_controller.coef != 0.2
     loaded = PPO.load(tmp_path / "checkpoint.pt")
