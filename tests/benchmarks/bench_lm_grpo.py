@@ -35,8 +35,9 @@ Differences that remain, each either side's default:
   nothing that matters for a 0.5M-parameter model and costs time, so it is off here (fairer to TRL); pass
   --trl-gradient-checkpointing for TRL's default.
 - Padding: TRL pads each step's prompts to the longest of its 8 and stops generating once every completion has
-  ended; ours pads every prompt to the longest in the file (12 tokens for tiny-lm's prompts, 4.4 on average) and
-  always runs 16 steps (completions that end early idle, masked out).
+  ended; ours pads to the longest prompt of the round's 64 (the environment's width is the file's longest, and
+  the columns every prompt pads are skipped) and always runs 16 steps (completions that end early idle, masked
+  out).
 - Our model loader swaps GPT-2's Python "gelu_new" for torch's fused tanh GELU (the same function); TRL runs the
   model as transformers builds it.
 
