@@ -18,7 +18,6 @@ tokenizer says so) and truncated on the LEFT, which keeps the completion that is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from envs.text import read_jsonl
 from rlcore.seeding import seed_everything
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
@@ -41,17 +41,8 @@ def load_preferences(path: str | Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"preference file {path} does not exist: pass a JSONL file of "
                                 "{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} lines")
-    pairs = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_number}: not valid JSON ({e.msg}); each line must be one "
-                                 "object with string fields prompt, chosen, rejected") from None
-            pairs.append(_check_pair(record, f"{path}, line {line_number}"))
+    pairs = [_check_pair(record, where) for where, record in
+             read_jsonl(path, "one object with string fields prompt, chosen, rejected")]
     if not pairs:
         raise ValueError(f"{path} holds no preference pairs: write one JSON object per line with string fields "
                          "prompt, chosen, rejected")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,19 @@ PromptSource = Sequence[str] | str | Path | Callable[[int, np.random.Generator],
 CALLABLE_PROMPT_TOKENS = 64  # default P when prompts come from a function: there is no list to measure
 
 
+def read_jsonl(path: Path, expect: str) -> Iterator[tuple[str, Any]]:
+    """("file:line", parsed value) for each non-blank line of a JSONL file; a line that is not JSON
+    raises an error naming file and line and saying what each line must be (`expect`)."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{number}: not valid JSON ({e.msg}); each line must be {expect}") from None
+        yield f"{path}:{number}", record
+
+
 def load_prompts(source: Sequence[str] | str | Path) -> list[str]:
     """Prompts from a list, a ``.txt`` file (one per non-empty line) or a ``.jsonl`` file (a "prompt" field per line)."""
     if isinstance(source, (str, Path)):
@@ -54,21 +67,15 @@ def load_prompts(source: Sequence[str] | str | Path) -> list[str]:
                                     "or .jsonl file (one {\"prompt\": ...} object per line), or a list of strings")
         if path.suffix not in (".txt", ".jsonl"):
             raise ValueError(f"prompt file {str(path)!r}: expected a .txt or .jsonl file, got {path.suffix!r}")
-        prompts = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            if path.suffix == ".txt":
-                prompts.append(line)
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{number}: not valid JSON ({e}); each line must be an object like "
-                                 '{"prompt": "..."}') from None
-            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-                raise ValueError(f'{path}:{number}: expected an object with a string "prompt" field, got {line[:80]!r}')
-            prompts.append(record["prompt"])
+        if path.suffix == ".txt":
+            prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            prompts = []
+            for where, record in read_jsonl(path, 'an object like {"prompt": "..."}'):
+                if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                    raise ValueError(f'{where}: expected an object with a string "prompt" field, got '
+                                     f"{json.dumps(record)[:80]}")
+                prompts.append(record["prompt"])
         where = f"prompt file {str(path)!r}"
     else:
         prompts = list(source)

@@ -109,11 +109,11 @@ def test_load_preferences_reads_jsonl(tmp_path):
 
 
 @pytest.mark.parametrize("lines, match", [
-    (['{"prompt": "a", "chosen": "b", "rejected": "c"}', "", '{"prompt": "a", "chosen": '], r"line 3: not valid JSON"),
+    (['{"prompt": "a", "chosen": "b", "rejected": "c"}', "", '{"prompt": "a", "chosen": '], r"jsonl:3: not valid JSON"),
     (['{"prompt": "a", "chosen": "b", "rejected": "c"}', '{"prompt": "a", "chosen": "b"}'],
-     r"line 2: missing field\(s\) rejected"),
-    (['{"prompt": "a", "chosen": 3, "rejected": "c"}'], r"line 1: field\(s\) chosen \(int\) must be strings"),
-    (['["a", "b", "c"]'], r"line 1: expected a JSON object"),
+     r"jsonl:2: missing field\(s\) rejected"),
+    (['{"prompt": "a", "chosen": 3, "rejected": "c"}'], r"jsonl:1: field\(s\) chosen \(int\) must be strings"),
+    (['["a", "b", "c"]'], r"jsonl:1: expected a JSON object"),
     (["", "  "], r"holds no preference pairs"),
 ])
 def test_bad_jsonl_names_file_and_line(tmp_path, lines, match):
