@@ -557,7 +557,10 @@ def finish_text_rollout(agent: Any, gamma: float, gae_lambda: float) -> None:
                              "charts/response_length": valid.sum(0).float().mean()}
     if controller.coef > 0 or cfg.kl_target is not None:
         obs, actions = buffer.obs.transpose(0, 1), buffer.actions.transpose(0, 1)  # [N, T, ...]: whole episodes
-        ref = policy.reference_logprobs(obs, actions).transpose(0, 1)  # [T, N]
+        # In minibatch-sized chunks: the logits of a whole round at once can outgrow memory the update never needs.
+        chunk = max(cfg.batch_size // cfg.n_steps, 1)
+        ref = torch.cat([policy.reference_logprobs(o, a) for o, a in zip(obs.split(chunk), actions.split(chunk))])
+        ref = ref.transpose(0, 1)  # [T, N]
         kl = torch.where(valid, kl_estimate(buffer.logprobs, ref, cfg.kl_estimator), 0.0)
         episode_kl = kl.sum(0).mean()  # per episode, summed over its tokens (Ziegler et al.'s unit)
         stats.update({"charts/kl": episode_kl, "charts/kl_coef": controller.coef})
