@@ -23,6 +23,7 @@ import torch
 from agents import AGENTS
 from agents.bench import PARTS
 from agents.bench import run as run_bench
+from agents.common import evaluate_text, samples_table
 from agents.presets import PRESETS, preset_total_steps
 from envs import BACKENDS, TEXT_ENV_ID
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
@@ -221,8 +222,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if last_round:  # a text environment: the reward of the last round's sampled completions
         print("Last round: " + ", ".join(f"{k.split('/')[-1]} {float(v):.3f}" for k, v in last_round.items()))
     print(f"Done: {agent.global_step:,} steps. Model saved to {saved}\n"
-          f"TensorBoard: tensorboard --logdir {run_dirs[0].parent}"
-          + ("" if agent.env_id == TEXT_ENV_ID else f"\nEvaluate:    rl eval {run_dirs[0]}"))
+          f"TensorBoard: tensorboard --logdir {run_dirs[0].parent}\n"
+          f"Evaluate:    rl eval {run_dirs[0]}")
     return 0
 
 
@@ -233,10 +234,16 @@ def _eval(args: argparse.Namespace) -> int:
     algo = payload.get("algo")
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
-    if payload.get("env_id") == TEXT_ENV_ID:
-        raise ConfigError(f"rl eval scores control tasks; {path} is a {TEXT_ENV_ID} run. Its completions' reward is in "
-                          "summary.json (last_round) and TensorBoard (charts/reward_mean, text/samples).")
     agent = AGENTS[algo].from_checkpoint(payload, path, **overrides)
+    if agent.env_id == TEXT_ENV_ID:  # the reward of sampled completions (there is no greedy episode to replay)
+        mean, std, samples = evaluate_text(agent, episodes=args.episodes, seed=args.seed)
+        result = {"mean_reward": mean, "std_reward": std, "completions": args.episodes, "env_id": agent.env_id,
+                  "algo": algo, "checkpoint": str(path), "seed": args.seed, "samples": [
+                      {"prompt": p, "completion": c, "reward": r} for p, c, r in zip(*samples.values())][:8]}
+        print(json.dumps(result) if args.json else
+              f"{algo} on {agent.env_id}: mean reward {mean:.3f} +/- {std:.3f} over {args.episodes} sampled "
+              f"completions ({path})\n" + samples_table(samples))
+        return 0
     mean, std = evaluate(agent, agent.env_id, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     result = {"mean_return": mean, "std_return": std, "episodes": args.episodes, "env_id": agent.env_id,
               "algo": algo, "checkpoint": str(path), "deterministic": not args.stochastic, "seed": args.seed}

@@ -577,6 +577,30 @@ def finish_text_rollout(agent: Any, gamma: float, gae_lambda: float) -> None:
     agent.rollout_stats = stats
 
 
+def evaluate_text(agent: Any, episodes: int = 64, seed: int | None = None) -> tuple[float, float, dict[str, list]]:
+    """Mean and standard deviation of the reward-function score of `episodes` completions the
+    policy samples (its temperature, top-k and top-p) for fresh prompts, with the samples. A new
+    environment is built from the config, so the training environment's prompt order is untouched."""
+    if episodes < 1:
+        raise ValueError(f"episodes = {episodes} is invalid: must be >= 1.")
+    env = make_training_env(agent.env_id, agent.config)
+    policy = agent.policy
+    policy.reset_cache()
+    samples: dict[str, list] = {"prompts": [], "completions": [], "rewards": []}
+    obs, _ = env.reset(seed=seed)
+    with torch.no_grad():
+        while len(samples["rewards"]) < episodes:
+            obs, _, _, _, info = env.step(policy.act(obs)[0])
+            if "texts" in info:  # the round is over
+                for key in samples:
+                    samples[key] += info["texts"][key]
+    policy.reset_cache()
+    env.close()
+    samples = {key: values[:episodes] for key, values in samples.items()}
+    scores = torch.tensor(samples["rewards"], dtype=torch.float64)
+    return float(scores.mean()), float(scores.std(unbiased=False)), samples
+
+
 def policy_predict(agent: Any, obs: torch.Tensor | np.ndarray, deterministic: bool) -> torch.Tensor | np.ndarray:
     """`predict` of the policy-gradient agents: the action the environment receives, the mode of
     the distribution when deterministic, else a sample. numpy in, numpy out."""

@@ -219,7 +219,7 @@ def test_a_zero_fixed_kl_coefficient_skips_the_reference_pass(model_dir, monkeyp
     assert not calls and "charts/kl" not in agent.rollout_stats and not agent.buffer.has_ref_logprobs
 
 
-def test_cli_trains_text_v0_writes_the_last_round_and_refuses_rl_eval(model_dir, tmp_path, capsys):
+def test_cli_trains_text_v0_writes_the_last_round_and_rl_eval_scores_sampled_completions(model_dir, tmp_path, capsys):
     import json
 
     from agents.cli import main
@@ -228,10 +228,13 @@ def test_cli_trains_text_v0_writes_the_last_round_and_refuses_rl_eval(model_dir,
                  "--total-steps", "192", "--num-envs", "16", "--n-steps", "6", "--max-new-tokens", "6",
                  "--batch-size", "48", "--run-dir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "Last round: reward_mean" in out and "rl eval" not in out
+    assert "Last round: reward_mean" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"reward_mean", "kl", "kl_coef", "response_length"} <= set(summary["last_round"])
-    assert main(["eval", str(tmp_path)]) == 2
-    assert "rl eval scores control tasks" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--episodes", "20", "--seed", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["completions"] == 20 and 0 <= result["mean_reward"] <= 6 and len(result["samples"]) == 8
+    first = result["samples"][0]
+    assert first["reward"] == count_good([first["prompt"]], [first["completion"]])[0]
     assert main(["train", "ppo", "Text-v0", "--model", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "x")]) == 2
     assert "no such directory" in capsys.readouterr().err
