@@ -34,7 +34,7 @@ from agents.common import (
 from envs.core import VecEnv
 from rlcore.config import check
 from rlcore.ensemble import clip_grad_norm_per_member, member_state_dict, stack_modules, unstack_tensor
-from rlcore.kl import kl_estimate, make_kl_controller
+from rlcore.kl import KL_ESTIMATORS, kl_estimate, make_kl_controller, masked_mean
 from rlcore.rollout import normalize_advantages
 from rlcore.seeding import rng_state, set_rng_state
 
@@ -112,7 +112,7 @@ class PPOConfig(PolicyConfig):
         check(self, "target_kl", self.target_kl is None or self.target_kl > 0, "> 0 or None")
         check(self, "advantage", self.advantage in ("gae", "group"), "gae or group")
         check(self, "critic", self.critic in ("head", "separate"), "head or separate")
-        check(self, "kl_estimator", self.kl_estimator in ("k1", "k2", "k3"), "k1, k2 or k3")
+        check(self, "kl_estimator", self.kl_estimator in KL_ESTIMATORS, f"one of {', '.join(KL_ESTIMATORS)}")
         check(self, "kl_penalty", self.kl_penalty in ("reward", "loss"), "reward or loss")
         check(self, "kl_estimator", self.kl_penalty == "reward" or self.kl_estimator != "k1",
               "k2 or k3 with kl_penalty=loss (k1's gradient is zero in expectation)")
@@ -243,7 +243,7 @@ class PPO(Agent):
         def mean(x: torch.Tensor) -> torch.Tensor:  # [members]: each seed's minibatch is its own (member-major rows)
             if mask is None:
                 return x.reshape(members, -1).mean(1)
-            return (torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)).reshape(1)
+            return masked_mean(x, mask).reshape(1)
 
         logprob, entropy, value = self.policy.evaluate_actions(batch.obs, batch.actions)
         log_ratio = logprob - batch.logprobs
