@@ -198,11 +198,14 @@ class LMActorCritic(nn.Module):
         return self
 
     # ----- forward passes -------------------------------------------------------------------
-    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uncached: logits and last hidden states at every column of left-padded `ids`."""
+    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncached: logits and last hidden states at every column of left-padded `ids`, or at the
+        last `keep` columns (the LM head skips the others: the prompt's logits are never needed)."""
+        kwargs = {"logits_to_keep": keep} if keep and self._keeps_logits else {}
         out = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False,
-                 output_hidden_states=True)
-        return out.logits, out.hidden_states[-1]
+                 output_hidden_states=True, **kwargs)
+        hidden = out.hidden_states[-1]
+        return (out.logits[:, -keep:], hidden[:, -keep:]) if keep else (out.logits, hidden)
 
     def _values(self, hidden: torch.Tensor, critic_hidden: torch.Tensor | None) -> torch.Tensor:
         if self.critic == "none":
@@ -289,8 +292,7 @@ class LMActorCritic(nn.Module):
         P, T = self.prompt_len, obs.shape[1]
         first = leading_pad_columns(obs[:, -1, 1, :P])
         ids, mask = obs[:, -1, 0, first:P + T - 1], obs[:, -1, 1, first:P + T - 1]
-        logits, hidden = self._forward(lm, ids, mask)
-        return logits[:, P - 1 - first:], hidden[:, P - 1 - first:]
+        return self._forward(lm, ids, mask, keep=T)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability, entropy, value), each [B, T], of whole episodes [B, T, 2, L] / [B, T]."""
