@@ -112,8 +112,6 @@ class A2C(Agent):
         the arguments are those of `PPO.learn`."""
         with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
                          phases=("rollout", "update")) as run:
-            if self.obs is None:
-                self.obs, _ = self.env.reset(seed=self.config.seed)
             while self.global_step < total_steps:
                 with run.timing.phase("rollout"):
                     collect(self, self.config.gamma, self.config.gae_lambda)

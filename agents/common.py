@@ -4,8 +4,10 @@ and the parts of a checkpoint that are not the agent's own networks."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -323,6 +325,10 @@ class TrainingRun:
         self.next_log = agent.global_step + cfg.log_interval
         self.next_checkpoint = agent.global_step + cfg.checkpoint_interval if cfg.checkpoint_interval else None
         self.interrupt = GracefulInterrupt()
+        if agent.obs is None:
+            # A new run starts from a seeded reset. A resumed run whose environments could not come back
+            # mid-episode resets without reseeding: their restored state (a text environment's prompt order) goes on.
+            agent.obs, _ = agent.env.reset(seed=None if agent.global_step else cfg.seed)
 
     @property
     def run_dir(self) -> Path:
@@ -575,6 +581,144 @@ def finish_text_rollout(agent: Any, gamma: float, gae_lambda: float) -> None:
     else:
         buffer.compute_returns_and_advantages(torch.zeros(buffer.num_envs, device=buffer.device), gamma, gae_lambda)
     agent.rollout_stats = stats
+
+
+class BackgroundRollout:
+    """PPO's `async_rollout`: the next rollout is collected in a background thread while the update
+    learns from the last one, so generation and learning overlap (one update off-policy, as in
+    Noukhovitch et al. 2024, "Asynchronous RLHF"). The collector acts with its own copy of the
+    policy holding the weights from before the update in progress; the buffer keeps that policy's
+    log-probabilities, so PPO's ratio corrects for the lag.
+
+    It stands in for the agent when calling `collect`: environment, config and NaN guard are the
+    agent's; policy, buffer, step counter, round statistics and samples are its own until `take`
+    hands the round over. The KL controller's update waits until then too, so every round and
+    every update sees the coefficient a sequential run would. The learner shuffles minibatches
+    with `shuffle` and the collector samples with the global RNG, so a seeded run is reproducible
+    whatever the threads' timing. A round collected but not yet trained on is in `state_dict`:
+    a checkpoint taken between updates resumes exactly.
+    """
+
+    def __init__(self, agent: Any):
+        self.agent = agent
+        self.config, self.env, self.device = agent.config, agent.env, agent.device
+        self.nan_guard, self.members = agent.nan_guard, getattr(agent, "members", 1)
+        controller = getattr(agent, "kl_controller", None)
+        self.kl_controller = _DeferredKL(controller) if controller is not None else None
+        frozen = getattr(agent.policy, "_reference", None)  # a language model's reference: read-only, shared
+        self.policy = copy.deepcopy(agent.policy, {id(frozen): frozen} if frozen is not None else {})
+        self.buffer = make_rollout_buffer(agent.env, agent.config.n_steps, agent.device)
+        self.shuffle = torch.Generator(device=agent.device).manual_seed(agent.config.seed)
+        self.global_step = 0  # the collected round's steps count here until `take`
+        self.rollout_stats: dict[str, Any] = {}
+        self.samples: dict[str, list] | None = None
+        self.pending = False  # a round is collected and not yet taken
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def obs(self) -> torch.Tensor:
+        return self.agent.obs
+
+    @obs.setter
+    def obs(self, value: torch.Tensor) -> None:
+        self.agent.obs = value
+
+    def _collect(self) -> None:
+        self.global_step = self.agent.global_step
+        collect(self, self.config.gamma, self.config.gae_lambda)
+        self.pending = True
+
+    def _run(self) -> None:
+        try:
+            self._collect()
+        except BaseException as e:  # re-raised in the learner's thread by `wait`
+            self._error = e
+
+    def sync(self) -> None:
+        """Give the collector's policy the learner's current weights."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.policy.state_dict().values(), self.agent.policy.state_dict().values()):
+                mine.copy_(theirs)
+
+    def take(self) -> None:
+        """Make the collected round (collected now if none is) the agent's rollout: its buffer,
+        steps, round statistics and samples, and the KL controller's update."""
+        if not self.pending:
+            self._collect()
+        agent = self.agent
+        agent.buffer, self.buffer = self.buffer, agent.buffer
+        agent.global_step = self.global_step
+        agent.rollout_stats = self.rollout_stats
+        if self.samples is not None:
+            agent.samples, self.samples = self.samples, None
+        if self.kl_controller is not None:
+            self.kl_controller.apply()
+        self.pending = False
+
+    def start(self) -> None:
+        """Collect the next round in the background, with the weights the collector holds now."""
+        self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
+        self._thread.start()
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Wait for the background round, re-raise its error, then sync the weights for the next."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_error:
+            raise error
+        self.sync()
+
+    @contextlib.contextmanager
+    def split_threads(self) -> Iterator[None]:
+        """On a CPU the collector and the learner each get half the torch threads (at least one)."""
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(threads // 2, 1))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"pending": self.pending, "shuffle": self.shuffle.get_state()}
+        if self.pending:
+            state.update(buffer=self.buffer.state_dict(), global_step=self.global_step,
+                         rollout_stats=self.rollout_stats, samples=self.samples,
+                         kl_update=self.kl_controller.pending if self.kl_controller is not None else None)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.shuffle.set_state(state["shuffle"])
+        self.pending = bool(state["pending"])
+        if self.pending:
+            self.buffer.load_state_dict(state["buffer"])
+            self.global_step, self.rollout_stats, self.samples = state["global_step"], state["rollout_stats"], state["samples"]
+            if self.kl_controller is not None:
+                self.kl_controller.pending = state["kl_update"]
+
+
+class _DeferredKL:
+    """The KL controller as a background round sees it: the coefficient is read through, the
+    update is held until the round is taken (`apply`)."""
+
+    def __init__(self, controller: Any):
+        self.controller = controller
+        self.pending: tuple[float, int] | None = None
+
+    @property
+    def coef(self) -> float:
+        return self.controller.coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        self.pending = (current_kl, n_steps)
+
+    def apply(self) -> None:
+        if self.pending is not None:
+            self.controller.update(*self.pending)
+            self.pending = None
 
 
 def evaluate_text(agent: Any, episodes: int = 64, seed: int | None = None) -> tuple[float, float, dict[str, list]]:

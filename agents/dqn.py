@@ -264,8 +264,6 @@ class DQN(Agent):
                          phases=("act", "env", "learn")) as run:
             if self.buffer is None:
                 self.buffer = self._make_buffer()
-            if self.obs is None:
-                self.obs, _ = self.env.reset(seed=cfg.seed)
             n = self.env.num_envs
             target_every = max(cfg.target_update_interval // n, 1)
             stats: dict[str, torch.Tensor] = {}

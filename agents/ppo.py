@@ -23,6 +23,7 @@ import torch
 
 from agents.common import (
     Agent,
+    BackgroundRollout,
     PolicyConfig,
     TrainingRun,
     collect,
@@ -63,6 +64,10 @@ class PPOConfig(PolicyConfig):
     """Normalise advantages per minibatch."""
     adam_eps: float = 1e-5
     """Adam epsilon (1e-5 as in the original PPO code, not PyTorch's 1e-8)."""
+    async_rollout: bool = False
+    """Collect the next rollout in a background thread while the update learns from the last one (one update
+    off-policy; the stored log-probabilities correct the ratio). Costs a second copy of the policy; on a CPU
+    the torch threads are split between the two. Pays off where acting is as costly as learning (Text-v0)."""
     # ----- language models: the Text-v0 environment (rlcore/lm.py, envs/text.py); ignored elsewhere -----
     model: str = ""
     """Directory of a Hugging Face causal LM: the policy, its tokenizer and the KL reference."""
@@ -186,6 +191,13 @@ class PPO(Agent):
         params = [p for p in self.policy.parameters() if p.requires_grad]  # LoRA freezes the base model
         self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+        self.rollouts = None
+        if cfg.async_rollout:
+            if cfg.compile:
+                raise ValueError("compile = True is not supported with async_rollout = True: the compiled acting step "
+                                 "would run in the background thread. Turn one of them off.")
+            self.rollouts = BackgroundRollout(self)
+            self.checkpoint_state = (*self.checkpoint_state, "rollouts")
 
     def _check_text_settings(self) -> None:
         cfg, text = self.config, self.env.unwrapped
@@ -288,7 +300,8 @@ class PPO(Agent):
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.n_epochs):
-            for batch in self.buffer.minibatches(num_minibatches, members=self.members, sequences=sequences):
+            shuffle = self.rollouts.shuffle if self.rollouts is not None else None  # else the global RNG
+            for batch in self.buffer.minibatches(num_minibatches, shuffle, members=self.members, sequences=sequences):
                 loss, stats = self._loss(batch, clip_range)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -328,8 +341,9 @@ class PPO(Agent):
                              "is logged as charts/reward_mean instead.")
         with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
                          phases=("rollout", "update")) as run:
-            if self.obs is None:
-                self.obs, _ = self.env.reset(seed=self.config.seed)
+            if self.rollouts is not None:
+                self._learn_async(run, total_steps)
+                return self
             while self.global_step < total_steps:
                 with run.timing.phase("rollout"):
                     collect(self, self.config.gamma, self.config.gae_lambda)
@@ -338,3 +352,25 @@ class PPO(Agent):
                 if run.step_done(stats):
                     break
         return self
+
+    def _learn_async(self, run: TrainingRun, total_steps: int) -> None:
+        """`learn` with async_rollout: round k + 1 is collected (by the weights before update k) while
+        update k runs. Between updates nothing runs in the background, so logging, checkpoints and
+        Ctrl-C see a consistent agent (the collected round goes into the checkpoint)."""
+        rollouts = self.rollouts
+        rollouts.sync()  # the learner's weights may have been loaded since the collector copied them
+        with rollouts.split_threads():
+            try:
+                while self.global_step < total_steps:
+                    with run.timing.phase("rollout"):
+                        rollouts.take()
+                    with run.timing.phase("update"):
+                        if self.global_step < total_steps:
+                            rollouts.start()
+                        stats = self._update()
+                    with run.timing.phase("rollout"):  # waiting for the background round
+                        rollouts.wait()
+                    if run.step_done(stats):
+                        break
+            finally:
+                rollouts.wait(raise_error=False)

@@ -16,7 +16,7 @@ s' still has a value, so it is bootstrapped from V(s').
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -210,6 +210,21 @@ class RolloutBuffer:
         self.has_ref_logprobs = False
         self._pos = 0  # next step to write
         self._computed = False  # advantages/returns match the stored steps
+
+    _TENSORS = ("obs", "actions", "logprobs", "rewards", "values", "terminated", "truncated", "final_values",
+                "advantages", "returns", "valid", "ref_logprobs")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rollout (a rollout collected but not yet trained on goes into a checkpoint)."""
+        return {**{name: getattr(self, name).clone() for name in self._TENSORS}, "pos": self._pos,
+                "computed": self._computed, "has_mask": self.has_mask, "has_ref_logprobs": self.has_ref_logprobs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self._TENSORS:
+            self._check_shape(name, state[name], tuple(getattr(self, name).shape))
+            getattr(self, name).copy_(state[name])
+        self._pos, self._computed = int(state["pos"]), bool(state["computed"])
+        self.has_mask, self.has_ref_logprobs = bool(state["has_mask"]), bool(state["has_ref_logprobs"])
 
     def __len__(self) -> int:
         """Transitions stored so far (``steps * num_envs``)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import types
 from pathlib import Path
@@ -142,12 +144,16 @@ def test_sequence_minibatches_keep_each_episode_whole_and_carry_the_mask():
         buf.minibatches(3, sequences=True)
 
 
-@pytest.mark.parametrize("advantage,device", [("gae", "cpu"), ("group", "cpu"),
-                                              pytest.param("gae", "cuda", marks=CUDA)])
-def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, device, tmp_path):
-    """The small end-to-end check: a random 2-layer GPT-2 learns to say the rewarded words."""
+@pytest.mark.parametrize("advantage,device,async_rollout", [("gae", "cpu", False), ("group", "cpu", False),
+                                                            ("gae", "cpu", True), ("group", "cpu", True),
+                                                            pytest.param("gae", "cuda", False, marks=CUDA),
+                                                            pytest.param("group", "cuda", True, marks=CUDA)])
+def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, device, async_rollout, tmp_path):
+    """The small end-to-end check: a random 2-layer GPT-2 learns to say the rewarded words (also
+    with generation one update behind, in a background thread)."""
     torch.manual_seed(0)
-    agent = text_ppo(model_dir, advantage=advantage, device=device, group_size=4 if advantage == "group" else 1,
+    agent = text_ppo(model_dir, advantage=advantage, device=device, async_rollout=async_rollout,
+                     group_size=4 if advantage == "group" else 1,
                      kl_penalty="loss" if advantage == "group" else "reward",
                      kl_estimator="k3" if advantage == "group" else "k1")
     agent.obs, _ = agent.env.reset(seed=0)
@@ -193,6 +199,51 @@ def test_adaptive_kl_coefficient_moves_and_is_checkpointed(model_dir, tmp_path, 
     obs = agent.buffer.obs[2]
     with torch.no_grad():
         torch.testing.assert_close(loaded.policy.distribution(obs).logits, agent.policy.distribution(obs).logits)
+
+
+@pytest.mark.parametrize("async_rollout", [False, True])
+def test_interrupted_text_run_resumes_exactly(model_dir, tmp_path, async_rollout):
+    """Ctrl-C in round 3: the resumed run ends with the uninterrupted run's weights and KL
+    coefficient (the prompt order carries on). With async_rollout, round 3 is generated while
+    update 2 runs: the checkpoint holds that round and the KL controller's pending update."""
+    config = {"kl_coef": 0.2, "kl_target": 0.01, "kl_horizon": 100, "async_rollout": async_rollout, "seed": 1}
+    straight = text_ppo(model_dir, **config).learn(96 * 5, run_dir=tmp_path / "a", progress=False)
+    interrupted = text_ppo(model_dir, **config)
+    inner, calls = interrupted.env.unwrapped, [0]
+    original = inner.step
+
+    def step(action):
+        calls[0] += 1
+        if calls[0] == 6 * 2 + 3:  # inside round 3
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(action)
+
+    inner.step = step
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.learn(96 * 5, run_dir=tmp_path / "b", progress=False)
+    resumed = PPO.load(tmp_path / "b" / "checkpoint.pt")
+    if async_rollout:
+        assert resumed.global_step == 96 * 2 and resumed.rollouts.pending
+        assert resumed.rollouts.kl_controller.pending is not None
+    else:
+        assert resumed.global_step == 96 * 3
+    resumed.learn(96 * 5, progress=False)
+    assert resumed.kl_controller.coef == straight.kl_controller.coef != 0.2
+    for x, y in zip(straight.policy.parameters(), resumed.policy.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_an_error_in_the_background_round_reaches_the_caller(model_dir, tmp_path):
+    calls = []
+
+    def nan_after_two_rounds(prompts: list[str], completions: list[str]) -> list[float]:
+        calls.append(len(completions))
+        return [float("nan") if len(calls) > 2 else 0.0] * len(completions)
+
+    sys.modules["lm_test_rewards"].nan_after_two_rounds = nan_after_two_rounds
+    agent = text_ppo(model_dir, reward="lm_test_rewards:nan_after_two_rounds", async_rollout=True)
+    with pytest.raises(ValueError, match="reward function 'nan_after_two_rounds' returned nan"):
+        agent.learn(96 * 5, run_dir=tmp_path, progress=False)
 
 
 def test_text_settings_that_cannot_work_are_refused(model_dir, tmp_path):

@@ -58,22 +58,51 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(algo, tmp_path: Path)
     straight = cls("CartPole-v1", **config).learn(1_024, run_dir=tmp_path / "a", progress=False)
 
     interrupted = cls("CartPole-v1", **config)
-    inner, calls = interrupted.env.unwrapped, [0]
-    original = inner.step
-
-    def step(action):
-        calls[0] += 1
-        if calls[0] == 70:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(action)
-
-    inner.step = step
+    _interrupt_at_step(interrupted, 70)
     with pytest.raises(KeyboardInterrupt):
         interrupted.learn(1_024, run_dir=tmp_path / "b", progress=False)
     resumed = cls.load(tmp_path / "b" / CHECKPOINT_NAME)
     assert 0 < resumed.global_step < 1_024
     resumed.learn(1_024, progress=False)
     assert all(torch.equal(x, y) for x, y in zip(_params(straight), _params(resumed)))
+
+
+def _interrupt_at_step(agent, n: int) -> None:
+    """Send Ctrl-C (SIGINT) from inside the environment's n-th step."""
+    inner, calls = agent.env.unwrapped, [0]
+    original = inner.step
+
+    def step(action):
+        calls[0] += 1
+        if calls[0] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(action)
+
+    inner.step = step
+
+
+def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_path: Path):
+    """async_rollout collects round k + 1 with the weights from before update k: a seeded run is
+    reproducible whatever the threads' timing, differs from the sequential run (the lag is real),
+    and a run interrupted mid-collection resumes to the uninterrupted run's exact weights."""
+    config = {**AGENTS["ppo"][1], "seed": 3, "normalize_obs": True}
+    a = PPO("CartPole-v1", **config, async_rollout=True).learn(1_024, run_dir=tmp_path / "a", progress=False)
+    b = PPO("CartPole-v1", **config, async_rollout=True).learn(1_024, run_dir=tmp_path / "b", progress=False)
+    sequential = PPO("CartPole-v1", **config).learn(1_024, run_dir=tmp_path / "c", progress=False)
+    assert a.global_step == b.global_step == sequential.global_step == 1_024
+    assert all(torch.equal(x, y) for x, y in zip(_params(a), _params(b)))
+    assert not all(torch.equal(x, y) for x, y in zip(_params(a), _params(sequential)))
+
+    interrupted = PPO("CartPole-v1", **config, async_rollout=True)
+    _interrupt_at_step(interrupted, 70)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.learn(1_024, run_dir=tmp_path / "d", progress=False)
+    resumed = PPO.load(tmp_path / "d" / CHECKPOINT_NAME)
+    assert resumed.rollouts.pending and 0 < resumed.global_step < 1_024  # a collected round waits in the checkpoint
+    resumed.learn(1_024, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(a), _params(resumed)))
+    with pytest.raises(ValueError, match="compile = True is not supported with async_rollout"):
+        PPO("CartPole-v1", async_rollout=True, compile=True)
 
 
 def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tmp_path: Path):

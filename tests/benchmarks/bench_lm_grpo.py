@@ -1,10 +1,13 @@
 """Our critic-free group baseline (PPO on Text-v0, advantage="group") against TRL's GRPOTrainer, side by side.
 
     python tests/benchmarks/bench_lm_grpo.py --model DIR [--steps 60] [--threads 2] [--seed 0] [--seeds 1]
-                                             [--learning-rate 3e-4] [--out DIR] [--profile]
+                                             [--learning-rate 3e-4] [--only ours|ours_async|trl] [--out DIR] [--profile]
 
-DIR is the tiny GPT-2 that `rl pretrain-lm --out DIR` writes (model, tokenizer and prompts.txt). Both sides train
-that model, in this process, one after the other (the order alternates from seed to seed), on:
+DIR is the tiny GPT-2 that `rl pretrain-lm --out DIR` writes (model, tokenizer and prompts.txt). Three runs train
+that model, in this process, one after the other (the order rotates from seed to seed): ours as the Text-v0 preset
+runs it (generate a round, then update), ours with async_rollout=True (the next round is generated in a background
+thread, by the weights from before the update in progress, while the update runs: one update off-policy, the CPU
+threads split between the two), and TRL. All three use:
 
 - the same prompts (DIR/prompts.txt; 8 prompts a step, drawn in a shuffled order, each once before any repeats),
 - the same batch: 64 completions a step, 8 per prompt, 16 new tokens at most, temperature 1, no top-k / top-p,
@@ -12,7 +15,8 @@ that model, in this process, one after the other (the order alternates from seed
   (`envs.rewards.vader_reward`, wrapped only to count the completions it scores),
 - the same learning rate, annealed linearly to 0 over the run (TRL's default scheduler; our anneal_lr), Adam,
 - one gradient step per batch of 64 completions (TRL: num_iterations=1, gradient_accumulation_steps=1; ours:
-  n_epochs=1 and one minibatch of the whole round), so the importance ratio is 1 and clipping never acts,
+  n_epochs=1 and one minibatch of the whole round), so the importance ratio is 1 and clipping never acts (with
+  async_rollout it is the ratio to the weights one update back, and clipping acts),
 - no KL term and no reference model (TRL: beta=0.0, its default; ours: kl_coef=0.0, which skips the reference pass),
 - token-level loss averaging over the batch (TRL's default loss_type="dapo"; ours: the masked mean of the minibatch).
 
@@ -76,6 +80,8 @@ COMPLETIONS_PER_STEP = 64
 GROUP_SIZE = 8
 NEW_TOKENS = 16
 REWARD_MODULE = "lm_grpo_bench_rewards"
+SIDES = ("ours", "ours_async", "trl")
+NAMES = {"ours": "ours", "ours_async": "ours, async_rollout", "trl": "TRL"}
 
 
 class CountedVader:
@@ -97,7 +103,8 @@ def read_prompts(model: Path) -> list[str]:
     return [line for line in (model / "prompts.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def run_ours(args: argparse.Namespace, seed: int, work: Path, profile: cProfile.Profile | None = None) -> dict:
+def run_ours(args: argparse.Namespace, seed: int, work: Path, profile: cProfile.Profile | None = None,
+             async_rollout: bool = False) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from agents import PPO
@@ -107,8 +114,8 @@ def run_ours(args: argparse.Namespace, seed: int, work: Path, profile: cProfile.
                 group_size=GROUP_SIZE, advantage="group", max_new_tokens=NEW_TOKENS, n_steps=NEW_TOKENS,
                 batch_size=COMPLETIONS_PER_STEP * NEW_TOKENS, n_epochs=1, kl_coef=0.0,
                 learning_rate=args.learning_rate, temperature=1.0, seed=seed, checkpoint_interval=0,
-                log_interval=COMPLETIONS_PER_STEP * NEW_TOKENS)
-    run_dir = work / f"ours_seed{seed}"
+                log_interval=COMPLETIONS_PER_STEP * NEW_TOKENS, async_rollout=async_rollout)
+    run_dir = work / f"ours_seed{seed}{'_async' if async_rollout else ''}"
     before = reward.scored
     start = time.perf_counter()
     if profile is not None:
@@ -186,7 +193,7 @@ def plot(path: Path, runs: dict[str, list[dict]], steps: int, title: str) -> Non
 
     x = [COMPLETIONS_PER_STEP * (k + 1) for k in range(steps)]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, rows), color in zip(runs.items(), ("tab:blue", "tab:orange")):
+    for (name, rows), color in zip(runs.items(), ("tab:blue", "tab:green", "tab:orange")):
         for r in rows:  # each seed faint, their mean bold
             ax.plot(x, r["rewards"], color=color, alpha=0.25 if len(rows) > 1 else 0.9, lw=1)
         if len(rows) > 1:
@@ -212,7 +219,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-4,
                         help="both sides (3e-4: both curves still rising at 60 steps, neither at the +1 ceiling)")
     parser.add_argument("--trl-gradient-checkpointing", action="store_true", help="TRL's default; off here")
-    parser.add_argument("--only", choices=("ours", "trl"), default=None, help="run one side only (tuning)")
+    parser.add_argument("--only", choices=SIDES, default=None, help="run one side only (tuning)")
     parser.add_argument("--profile", action="store_true", help="then run ours once more under cProfile")
     parser.add_argument("--out", type=Path, default=None, help="default runs/bench/lm_grpo_<time>/")
     args = parser.parse_args()
@@ -233,20 +240,21 @@ def main() -> None:
 
     vader_reward([""], ["a good start"])  # load the lexicon before any clock starts
 
-    runs: dict[str, list[dict]] = {"ours": [], "TRL": []}
-    sides = [s for s in ("ours", "trl") if args.only in (None, s)]
+    sides = [s for s in SIDES if args.only in (None, s)]
+    runs: dict[str, list[dict]] = {NAMES[s]: [] for s in sides}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.seeds):
             seed = args.seed + i
-            for side in (sides if i % 2 == 0 else sides[::-1]):
-                r = run_ours(args, seed, Path(tmp)) if side == "ours" else run_trl(args, seed, Path(tmp))
+            for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+                r = (run_trl(args, seed, Path(tmp)) if side == "trl" else
+                     run_ours(args, seed, Path(tmp), async_rollout=side == "ours_async"))
                 r["seed"] = seed
                 r["completions_per_s"] = args.steps * COMPLETIONS_PER_STEP / r["seconds"]
                 r["median_step_completions_per_s"] = COMPLETIONS_PER_STEP / statistics.median(r["step_seconds"])
                 if r["completions_scored"] != args.steps * COMPLETIONS_PER_STEP:
                     raise RuntimeError(f"{side} scored {r['completions_scored']} completions in {args.steps} steps, "
                                        f"not {args.steps * COMPLETIONS_PER_STEP}: the units differ")
-                runs["ours" if side == "ours" else "TRL"].append(r)
+                runs[NAMES[side]].append(r)
                 print(f"seed {seed} {side}: {r['completions_per_s']:.1f} completions/s ({r['seconds']:.1f} s; "
                       f"median step {r['median_step_completions_per_s']:.1f}), "
                       f"reward first 5 {mean(r['rewards'][:5]):+.3f}, last 10 {mean(r['rewards'][-10:]):+.3f}",
@@ -277,19 +285,21 @@ def main() -> None:
                                                                             for r in rows),
                          "reward_first5": mean([mean(r["rewards"][:5]) for r in rows]),
                          "reward_last10": mean([mean(r["rewards"][-10:]) for r in rows])}
-    ratios, step_ratios = [], []
-    if len(runs) == 2:  # per seed: the two runs timed back to back
-        ratios = [o["completions_per_s"] / t["completions_per_s"] for o, t in zip(runs["ours"], runs["TRL"])]
-        step_ratios = [o["median_step_completions_per_s"] / t["median_step_completions_per_s"]
-                       for o, t in zip(runs["ours"], runs["TRL"])]
+    ratios: dict[str, list[float]] = {}  # per seed, against the TRL run timed beside it
+    step_ratios: dict[str, list[float]] = {}
+    for name, rows in runs.items():
+        if name != "TRL" and "TRL" in runs:
+            ratios[name] = [o["completions_per_s"] / t["completions_per_s"] for o, t in zip(rows, runs["TRL"])]
+            step_ratios[name] = [o["median_step_completions_per_s"] / t["median_step_completions_per_s"]
+                                 for o, t in zip(rows, runs["TRL"])]
     seeds = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}..{args.seed + args.seeds - 1}"
     lines = [setting + f"; {seeds}", "",
              "| | completions/s | vs TRL | completions/s, median step | vs TRL | mean reward, steps 1-5 | "
              "mean reward, last 10 steps | gain |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in summary.items():
-        ratio, step_ratio = (("-", "-") if not ratios else ("1.00x", "1.00x") if name == "TRL" else
-                             (f"{statistics.median(ratios):.2f}x", f"{statistics.median(step_ratios):.2f}x"))
+        ratio, step_ratio = (("1.00x", "1.00x") if name == "TRL" else ("-", "-") if name not in ratios else
+                             (f"{statistics.median(ratios[name]):.2f}x", f"{statistics.median(step_ratios[name]):.2f}x"))
         lines.append(f"| {name} | {s['completions_per_s']:.1f} | {ratio} | {s['median_step_completions_per_s']:.1f} | "
                      f"{step_ratio} | {s['reward_first5']:+.3f} | {s['reward_last10']:+.3f} | "
                      f"{s['reward_last10'] - s['reward_first5']:+.3f} |")
@@ -297,9 +307,10 @@ def main() -> None:
               "agent.learn(); median step: 64 over the median time of steps 2.. (less sensitive to other jobs on the "
               "machine)."]
     if args.seeds > 1:
-        lines[-1] += (" Figures are medians over seeds, rewards means over seeds; per-seed ratios (whole run): "
-                      + ", ".join(f"{r:.2f}" for r in ratios) + "; (median step): "
-                      + ", ".join(f"{r:.2f}" for r in step_ratios))
+        lines[-1] += " Figures are medians over seeds, rewards means over seeds."
+        for name in ratios:
+            lines[-1] += (f" Per-seed ratios, {name} (whole run): " + ", ".join(f"{r:.2f}" for r in ratios[name])
+                          + "; (median step): " + ", ".join(f"{r:.2f}" for r in step_ratios[name]) + ".")
     table = "\n".join(lines)
     print("\n" + table)
     (out / "results.md").write_text(table + "\n")

@@ -9,6 +9,9 @@ share of words starting with "w1"), so the figure is the agent's speed, not the 
 Each mode (PPO with a value head and GAE; the critic-free group baseline with 8 completions
 per prompt and the KL in the loss) runs one warm-up iteration and then `--iterations` timed
 ones (a round of generation with the KV cache, the reference pass, `--epochs` epochs of updates).
+The modes `ppo_async` and `group_async` run the same with `async_rollout=True` (the next round
+generated in a background thread while the update runs), timed around `agent.learn` after a
+one-round warm-up, so there is no split between collection and update.
 """
 
 from __future__ import annotations
@@ -53,15 +56,30 @@ def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
     from agents import PPO
     from agents.common import collect
 
-    group = mode == "group"
+    group, overlap = mode.startswith("group"), mode.endswith("_async")
     T, N = args.new_tokens, args.num_envs
     agent = PPO("Text-v0", model=str(model), reward="lm_speed_rewards:share_of_w1", device=args.device, num_envs=N,
                 n_steps=T, max_new_tokens=T, batch_size=T * args.minibatch_completions, n_epochs=args.epochs, learning_rate=1e-5,
                 advantage="group" if group else "gae", group_size=8 if group else 1,
-                kl_penalty="loss" if group else "reward", kl_estimator="k3" if group else "k1", checkpoint_interval=0)
+                kl_penalty="loss" if group else "reward", kl_estimator="k3" if group else "k1", checkpoint_interval=0,
+                async_rollout=overlap)
+    sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
+    name = "PPO (value head, GAE)" if not group else "group baseline (8 per prompt, KL in loss)"
+    params = sum(p.numel() for p in agent.policy.lm.parameters())
+    peak = (lambda: torch.cuda.max_memory_allocated() / 2**30) if agent.device.type == "cuda" else (lambda: None)
+    if overlap:
+        with tempfile.TemporaryDirectory() as run_dir:
+            agent.learn(T * N, run_dir=run_dir, progress=False)  # warm-up round
+            sync()
+            start = time.perf_counter()
+            agent.learn(T * N * (1 + args.iterations), run_dir=run_dir, progress=False)
+            sync()
+            total = time.perf_counter() - start
+        return {"mode": name + ", async_rollout", "completions_per_s": args.iterations * N / total,
+                "collect_completions_per_s": None, "update_share": None, "generated_tokens_per_s": None,
+                "params": params, "peak_gib": peak()}
     agent.total_steps = 10**12
     agent.obs, _ = agent.env.reset(seed=0)
-    sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
     seconds = {"collect": 0.0, "update": 0.0}
     for i in range(1 + args.iterations):
         sync()
@@ -76,11 +94,9 @@ def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
             seconds["update"] += time.perf_counter() - middle
     completions = args.iterations * N
     total = seconds["collect"] + seconds["update"]
-    params = sum(p.numel() for p in agent.policy.lm.parameters())
-    return {"mode": "PPO (value head, GAE)" if not group else "group baseline (8 per prompt, KL in loss)",
-            "completions_per_s": completions / total, "collect_completions_per_s": completions / seconds["collect"],
-            "update_share": seconds["update"] / total, "generated_tokens_per_s": completions * T / seconds["collect"],
-            "params": params, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if agent.device.type == "cuda" else None}
+    return {"mode": name, "completions_per_s": completions / total,
+            "collect_completions_per_s": completions / seconds["collect"], "update_share": seconds["update"] / total,
+            "generated_tokens_per_s": completions * T / seconds["collect"], "params": params, "peak_gib": peak()}
 
 
 def main() -> None:
@@ -95,7 +111,7 @@ def main() -> None:
     parser.add_argument("--minibatch-completions", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--modes", default="ppo,group")
+    parser.add_argument("--modes", default="ppo,group", help="of ppo, group, ppo_async, group_async")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
@@ -113,8 +129,11 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-"
-        print(f"| {r['mode']} | {r['completions_per_s']:.1f} | {r['collect_completions_per_s']:.1f} | "
-              f"{r['generated_tokens_per_s']:,.0f} | {r['update_share']:.0%} | {peak} |")
+        if r["collect_completions_per_s"] is None:  # async: collection and update overlap
+            print(f"| {r['mode']} | {r['completions_per_s']:.1f} | - | - | - | {peak} |")
+        else:
+            print(f"| {r['mode']} | {r['completions_per_s']:.1f} | {r['collect_completions_per_s']:.1f} | "
+                  f"{r['generated_tokens_per_s']:,.0f} | {r['update_share']:.0%} | {peak} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "device": device, "rows": rows}, indent=2))
 
