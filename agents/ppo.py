@@ -271,7 +271,8 @@ class PPO(Agent):
         else:
             clipped = batch.values + (value - batch.values).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
             value_loss = 0.5 * mean(torch.max((value - batch.returns).pow(2), (clipped - batch.returns).pow(2)))
-        entropy_mean = mean(entropy)
+        # With no entropy bonus the entropy is only logged: no backward pass through it.
+        entropy_mean = mean(entropy if cfg.ent_coef else entropy.detach())
         # Summed over seeds: each seed's parameters get exactly the gradient of its own loss.
         loss = (policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss).sum()
         stats = {}

@@ -79,6 +79,20 @@ def leading_pad_columns(prompt_mask: torch.Tensor) -> int:
     return int(prompt_mask.any(0).int().argmax())
 
 
+def distinct_prompts(prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The distinct rows of ``[B, 2, P]`` prompts (ids and mask) and each row's index among them, or
+    ``(prompts, None)`` when no two rows are equal. Completions sampled for the same prompt (a
+    group) then share one pass over it. One host read: the number of distinct rows.
+
+    The shared rows are repeated with ``index_select`` (caches: ``reorder_cache``, which uses it),
+    never ``x[rows]``: on a multi-threaded CPU the backward of advanced indexing adds the repeated
+    rows' gradients in a varying order, and a seeded run would stop being reproducible."""
+    unique, inverse = torch.unique(prompts.flatten(1), dim=0, return_inverse=True)
+    if unique.shape[0] == prompts.shape[0]:
+        return prompts, None
+    return unique.view(-1, *prompts.shape[1:]), inverse
+
+
 class HFDecoder:
     """Incremental decoding through the model's own forward and KV cache: any causal LM."""
 
@@ -93,6 +107,10 @@ class HFDecoder:
                       output_hidden_states=True, **kwargs)
         self.cache = out.get(self.cache_arg)
         return out.logits[:, -1], out.hidden_states[-1][:, -1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (or repeat) these rows of the cache: a prompt run once serves each of its completions."""
+        self.cache.reorder_cache(rows)
 
 
 class GPT2Decoder:
@@ -139,6 +157,11 @@ class GPT2Decoder:
         self.filled = end
         hidden = body.ln_f(h[:, -1])
         return self.model.lm_head(hidden), hidden
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (or repeat) these rows of the cache: a prompt run once serves each of its completions."""
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
 
 
 class LMActorCritic(nn.Module):
@@ -246,18 +269,26 @@ class LMActorCritic(nn.Module):
         keys and values; call t feeds only generated token t - 1 (column P + t - 1)."""
         P, t = self.prompt_len, self._t
         ids, mask = obs[:, 0], obs[:, 1]
-        if t == 0:
+        if t == 0:  # each distinct prompt runs once; its cache and outputs are then repeated for its completions
             self._first = first = leading_pad_columns(mask[:, :P])
+            prompts, rows = distinct_prompts(obs[:, :, first:P])
             length = P + self.max_new_tokens - first
-            self._decoders = [self._decoder(lm, ids.shape[0], length) for lm in (self.lm, self.critic_lm) if lm is not None]
-            new_ids, seen = ids[:, first:P], mask[:, first:P]
+            self._decoders = [self._decoder(lm, prompts.shape[0], length) for lm in (self.lm, self.critic_lm)
+                              if lm is not None]
+            new_ids, seen = prompts[:, 0], prompts[:, 1]
             positions = position_ids(seen)
+            outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
+            if rows is not None:
+                for decoder in self._decoders:
+                    decoder.select(rows)
+                outputs = [(logits.index_select(0, rows), hidden.index_select(0, rows)) for logits, hidden in outputs]
+                positions = positions.index_select(0, rows)
             self._next_position = positions[:, -1:] + 1
         else:
             new_ids, seen = ids[:, P + t - 1:P + t], mask[:, self._first:P + t]
             positions = self._next_position
             self._next_position = positions + 1
-        outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
+            outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
         (logits, hidden), critic_hidden = outputs[0], (outputs[1][1] if len(outputs) > 1 else None)
         self._t = (t + 1) % self.max_new_tokens
         action = self._sample(logits)
@@ -288,11 +319,31 @@ class LMActorCritic(nn.Module):
 
     def _sequence_outputs(self, obs: torch.Tensor, lm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and hidden states predicting generated tokens 0..T-1 of [B, T, 2, L] episodes,
-        from one forward pass over the last step's observation (it holds tokens 0..T-2)."""
+        from one forward pass over the last step's observation (it holds tokens 0..T-2).
+
+        Completions of the same prompt share the pass over it: each distinct prompt runs once
+        (giving the logits of token 0 and the keys and values), its cache is repeated for each of
+        its completions, and the completions' tokens run over it. The logits and gradients are
+        those of one pass per row; with 8 completions per prompt it skips 7/8 of the prompt's work."""
         P, T = self.prompt_len, obs.shape[1]
-        first = leading_pad_columns(obs[:, -1, 1, :P])
-        ids, mask = obs[:, -1, 0, first:P + T - 1], obs[:, -1, 1, first:P + T - 1]
-        return self._forward(lm, ids, mask, keep=T)
+        last = obs[:, -1]
+        first = leading_pad_columns(last[:, 1, :P])
+        ids, mask = last[:, 0, first:P + T - 1], last[:, 1, first:P + T - 1]
+        prompts, rows = distinct_prompts(last[:, :, first:P])
+        if rows is None:
+            return self._forward(lm, ids, mask, keep=T)
+        keep = {"logits_to_keep": 1} if self._keeps_logits else {}
+        head = lm(input_ids=prompts[:, 0], attention_mask=prompts[:, 1], position_ids=position_ids(prompts[:, 1]),
+                  use_cache=True, output_hidden_states=True, **keep)
+        logits, hidden = head.logits[:, -1:].index_select(0, rows), head.hidden_states[-1][:, -1:].index_select(0, rows)
+        if T == 1:
+            return logits, hidden
+        cache = head.get(self._cache_arg)
+        cache.reorder_cache(rows)
+        n = P - first
+        tail = lm(input_ids=ids[:, n:], attention_mask=mask, position_ids=position_ids(mask)[:, n:], use_cache=True,
+                  output_hidden_states=True, **{self._cache_arg: cache})
+        return torch.cat((logits, tail.logits), 1), torch.cat((hidden, tail.hidden_states[-1]), 1)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability, entropy, value), each [B, T], of whole episodes [B, T, 2, L] / [B, T]."""

@@ -93,6 +93,36 @@ def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r, d
         assert trainable and all("lora" in n or n.startswith("value_head") for n in trainable)
 
 
+@pytest.mark.parametrize("decoder,lora_r", [("gpt2", 0), ("hf", 0), ("gpt2", 4)])
+def test_completions_of_one_prompt_share_its_pass_with_the_same_outputs_and_gradients(decoder, lora_r, monkeypatch):
+    """A prompt sampled several times runs once, in acting and in the update's pass: the
+    log-probabilities, values and gradients are those of one plain pass per row."""
+    import rlcore.lm
+
+    if decoder == "hf":
+        monkeypatch.setattr(rlcore.lm.GPT2Decoder, "supports", staticmethod(lambda lm: False))
+    torch.manual_seed(0)
+    policy = LMActorCritic(tiny_model(tiny_tokenizer()), prompt_len=5, max_new_tokens=4, critic="head", lora_r=lora_r)
+    torch.nn.init.normal_(policy.value_head.weight)
+    prompts = [[3, 4, 5], [7, 8], [3, 4, 5], [9, 10, 11, 12], [7, 8], [3, 4, 5]]
+    obs, actions, logprobs, values = rollout(5, 4, prompts, policy)
+    distinct, rows = rlcore.lm.distinct_prompts(obs[:, -1, :, 1:5])
+    assert distinct.shape[0] == 3 and rows.tolist() == [1, 0, 1, 2, 0, 1]  # sorted distinct rows
+
+    def outputs():
+        policy.zero_grad()
+        logprob, _, value = policy.evaluate_actions(obs, actions)
+        (logprob.sum() + value.sum()).backward()
+        return [logprob.detach(), value.detach()] + [p.grad.clone() for p in policy.parameters() if p.requires_grad]
+
+    shared = outputs()
+    torch.testing.assert_close(shared[0], logprobs, atol=1e-5, rtol=1e-5)  # acting shared the prompt step too
+    torch.testing.assert_close(shared[1], values, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(rlcore.lm, "distinct_prompts", lambda p: (p, None))
+    for a, b in zip(shared, outputs(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_fused_gelu_computes_what_gpt2_did():
     from rlcore.lm import fuse_gelu
 

@@ -9,9 +9,9 @@ share of words starting with "w1"), so the figure is the agent's speed, not the 
 Each mode (PPO with a value head and GAE; the critic-free group baseline with 8 completions
 per prompt and the KL in the loss) runs one warm-up iteration and then `--iterations` timed
 ones (a round of generation with the KV cache, the reference pass, `--epochs` epochs of updates).
-The modes `ppo_async` and `group_async` run the same with `async_rollout=True` (the next round
-generated in a background thread while the update runs), timed around `agent.learn` after a
-one-round warm-up, so there is no split between collection and update.
+The modes `ppo_async` and `group_async` run the same with `async_rollout=True`: the loop of
+`PPO._learn_async` (take the collected round, start generating the next in a background thread,
+update, wait), so there is no split between collection and update.
 """
 
 from __future__ import annotations
@@ -67,19 +67,24 @@ def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
     name = "PPO (value head, GAE)" if not group else "group baseline (8 per prompt, KL in loss)"
     params = sum(p.numel() for p in agent.policy.lm.parameters())
     peak = (lambda: torch.cuda.max_memory_allocated() / 2**30) if agent.device.type == "cuda" else (lambda: None)
-    if overlap:
-        with tempfile.TemporaryDirectory() as run_dir:
-            agent.learn(T * N, run_dir=run_dir, progress=False)  # warm-up round
-            sync()
-            start = time.perf_counter()
-            agent.learn(T * N * (1 + args.iterations), run_dir=run_dir, progress=False)
+    agent.total_steps = 10**12
+    agent.obs, _ = agent.env.reset(seed=0)
+    if overlap:  # the hot loop of PPO._learn_async (learn would add saving a 124M-parameter checkpoint)
+        rollouts = agent.rollouts
+        with rollouts.split_threads():
+            for i in range(1 + args.iterations):
+                if i == 1:
+                    sync()
+                    start = time.perf_counter()
+                rollouts.take()
+                rollouts.start()
+                agent._update()
+                rollouts.wait()
             sync()
             total = time.perf_counter() - start
         return {"mode": name + ", async_rollout", "completions_per_s": args.iterations * N / total,
                 "collect_completions_per_s": None, "update_share": None, "generated_tokens_per_s": None,
                 "params": params, "peak_gib": peak()}
-    agent.total_steps = 10**12
-    agent.obs, _ = agent.env.reset(seed=0)
     seconds = {"collect": 0.0, "update": 0.0}
     for i in range(1 + args.iterations):
         sync()
