@@ -827,6 +827,9 @@ class Agent:
         config = {"backend": "gymnasium", **payload["config"], **overrides}
         agent = cls(env if env is not None else payload["env_id"], **config)
         for name, state in payload["state"].items():
+            if getattr(agent, name, None) is None:
+                raise ValueError(f"Checkpoint '{path}' holds {name!r} state that this agent's settings leave out (e.g. "
+                                 "a round collected with async_rollout): load it with the settings it was saved with.")
             getattr(agent, name).load_state_dict(state)
         for name, value in payload["counters"].items():
             setattr(agent, name, value)

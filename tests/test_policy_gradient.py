@@ -97,6 +97,8 @@ def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_p
     _interrupt_at_step(interrupted, 70)
     with pytest.raises(KeyboardInterrupt):
         interrupted.learn(1_024, run_dir=tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="settings it was saved with"):
+        PPO.load(tmp_path / "d" / CHECKPOINT_NAME, async_rollout=False)
     resumed = PPO.load(tmp_path / "d" / CHECKPOINT_NAME)
     assert resumed.rollouts.pending and 0 < resumed.global_step < 1_024  # a collected round waits in the checkpoint
     resumed.learn(1_024, progress=False)
