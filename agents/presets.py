@@ -75,8 +75,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "Acrobot-v1": {
             "total_steps": 1_000_000,
-            "hyperparameters": {"num_envs": 16, "n_steps": 256, "batch_size": 256, "gae_lambda": 0.94, "gamma": 0.99,
-                                "n_epochs": 4, "ent_coef": 0.0, "normalize_obs": True, "anneal_lr": False},
+            "hyperparameters": {  # zoo: normalize (observations and rewards), SB3's default batch_size 64
+                "num_envs": 16, "n_steps": 256, "batch_size": 64, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4,
+                "ent_coef": 0.0, "normalize_obs": True, "normalize_reward": True, "anneal_lr": False,
+            },
         },
         "Pendulum-v1": {
             "total_steps": 1_000_000,
