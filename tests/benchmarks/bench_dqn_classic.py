@@ -1,6 +1,7 @@
 """DQN presets on Acrobot-v1, MountainCar-v0 and LunarLander-v3 at rl-baselines3-zoo's step budgets.
 
     python tests/benchmarks/bench_dqn_classic.py [--envs Acrobot-v1,MountainCar-v0,LunarLander-v3] [--seeds 0-0]
+        [--hp '{"n_step": 3}']
 
 Each run trains the preset for the zoo's budget, then evaluates greedily over 50 episodes.
 The zoo's benchmark table (one run each, DQN): Acrobot-v1 -76.6 at 100k, MountainCar-v0
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch", "auto"),
                         help="environment implementation (the recorded figures used gymnasium's)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--hp", type=json.loads, default={}, help="hyperparameters over the preset, as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lo, _, hi = args.seeds.partition("-")
@@ -40,12 +42,12 @@ def main() -> None:
         for seed in range(int(lo), int(hi or lo) + 1):
             steps = preset_total_steps("dqn", env_id)
             t0 = time.perf_counter()
-            agent = DQN(env_id, seed=seed, checkpoint_interval=0, backend=args.backend)
+            agent = DQN(env_id, seed=seed, checkpoint_interval=0, backend=args.backend, **args.hp)
             agent.learn(steps, run_dir=f"{root}/{env_id}_{seed}", progress=False)
             wall = time.perf_counter() - t0
             mean, std = evaluate(agent, env_id, episodes=50, seed=1_000 + seed)
             rows.append({"env_id": env_id, "seed": seed, "steps": steps, "mean_return": round(mean, 1),
-                         "std_return": round(std, 1), "zoo": ZOO.get(env_id), "wall_time": round(wall, 1),
+                         "std_return": round(std, 1), "zoo": ZOO.get(env_id), "wall_time": round(wall, 1), "hp": args.hp,
                          "torch": torch.__version__})
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
