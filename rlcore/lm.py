@@ -239,7 +239,10 @@ class LMActorCritic(nn.Module):
     def _dist(self, logits: torch.Tensor) -> Categorical:
         return Categorical(logits.float() / self.temperature)
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+    def _sample(self, logits: torch.Tensor, dist: Categorical) -> torch.Tensor:
+        """A token from `dist` (the tempered softmax of `logits`), or with top-k / top-p from its filtered copy."""
+        if self.top_k == 0 and self.top_p == 1.0:
+            return dist.sample()
         logits = logits.float() / self.temperature
         if self.top_k > 0:
             kth = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -291,8 +294,9 @@ class LMActorCritic(nn.Module):
             outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
         (logits, hidden), critic_hidden = outputs[0], (outputs[1][1] if len(outputs) > 1 else None)
         self._t = (t + 1) % self.max_new_tokens
-        action = self._sample(logits)
-        return action, self._dist(logits).log_prob(action), self._values(hidden, critic_hidden)
+        dist = self._dist(logits)
+        action = self._sample(logits, dist)
+        return action, dist.log_prob(action), self._values(hidden, critic_hidden)
 
     def reset_cache(self) -> None:
         """Forget the round in progress: the next `act` starts from a prompt."""
