@@ -433,7 +433,7 @@ class PolicyConfig:
     ent_coef: float = 0.0
     """Entropy bonus weight."""
     vf_coef: float = 0.5
-    """Value loss weight."""
+    """Value loss weight; the value loss is 0.5 * MSE (CleanRL's), so SB3's (plain MSE) vf_coef c is 2c here."""
     max_grad_norm: float = 0.5
     """Global gradient-norm clip."""
     normalize_obs: bool = False
