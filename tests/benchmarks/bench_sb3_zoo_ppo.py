@@ -4,7 +4,8 @@ reference for "PPO at the zoo's budgets" (is a gap to the zoo's table ours, or t
     python tests/benchmarks/bench_sb3_zoo_ppo.py LunarLander-v3 [--seed 0] [--eval-every 100000]
 
 Trains for the zoo's budget and evaluates greedily over 20 episodes every `--eval-every` steps, as
-`bench_pg_solve.py` does for ours (without stopping at a target). Needs the `bench` extra (SB3), and
+`bench_pg_solve.py` does for ours (without stopping at a target), then the final model over 100
+episodes, as `rl eval RUN_DIR --episodes 100 --seed 123` does for ours. Needs the `bench` extra (SB3), and
 `box2d` for LunarLander. One torch thread.
 """
 
@@ -73,8 +74,14 @@ def main() -> None:
     callback = Evaluate()
     model.learn(args.steps or zoo["n_timesteps"], callback=callback)
     wall = time.perf_counter() - started - callback.eval_seconds
+    final_env = make_vec_env(args.env_id, n_envs=1, seed=123)
+    if zoo["normalize"]:
+        final_env = VecNormalize(final_env, training=False, norm_reward=False)
+        final_env.obs_rms = env.obs_rms.copy()
+    mean, std = evaluate_policy(model, final_env, n_eval_episodes=100, deterministic=True, warn=False)
     print(json.dumps({"env_id": args.env_id, "seed": args.seed, "gymnasium": gym.__version__, "wall_time": round(wall, 1),
-                      "best": max(e["mean_return"] for e in evals), "final": evals[-1]["mean_return"]}))
+                      "best": max(e["mean_return"] for e in evals), "final": evals[-1]["mean_return"],
+                      "final_100_episodes": round(float(mean), 1), "final_100_std": round(float(std), 1)}))
 
 
 if __name__ == "__main__":
