@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "total_steps": 1_000_000,
             "hyperparameters": {  # zoo's LunarLander-v2 preset, with SB3's value-loss weight: SB3's value loss
                 # is the MSE, ours CleanRL's 0.5 * MSE, so the zoo's default vf_coef 0.5 is 1.0 here. With 0.5,
-                # seeds 0 and 1 ended at 188 and 189; with 1.0 at 260 and 263 (SB3's own seed 0: 261).
+                # seeds 0 and 1 ended at 188 and 189; with 1.0 at 260 and 263 (SB3's own: 261 and 255).
                 "num_envs": 16, "n_steps": 1024, "batch_size": 64, "gae_lambda": 0.98, "gamma": 0.999, "n_epochs": 4,
                 "ent_coef": 0.01, "vf_coef": 1.0, "anneal_lr": False,
             },
