@@ -336,17 +336,15 @@ class LMActorCritic(nn.Module):
         prompts, rows = distinct_prompts(last[:, :, first:P])
         if rows is None:
             return self._forward(lm, ids, mask, keep=T)
-        keep = {"logits_to_keep": 1} if self._keeps_logits else {}
-        head = lm(input_ids=prompts[:, 0], attention_mask=prompts[:, 1], position_ids=position_ids(prompts[:, 1]),
-                  use_cache=True, output_hidden_states=True, **keep)
-        logits, hidden = head.logits[:, -1:].index_select(0, rows), head.hidden_states[-1][:, -1:].index_select(0, rows)
+        head = HFDecoder(lm, self._cache_arg, self._keeps_logits)  # the model's own forward, keeping its cache
+        logits, hidden = head(prompts[:, 0], prompts[:, 1], position_ids(prompts[:, 1]))
+        logits, hidden = logits.index_select(0, rows)[:, None], hidden.index_select(0, rows)[:, None]
         if T == 1:
             return logits, hidden
-        cache = head.get(self._cache_arg)
-        cache.reorder_cache(rows)
+        head.select(rows)
         n = P - first
         tail = lm(input_ids=ids[:, n:], attention_mask=mask, position_ids=position_ids(mask)[:, n:], use_cache=True,
-                  output_hidden_states=True, **{self._cache_arg: cache})
+                  output_hidden_states=True, **{self._cache_arg: head.cache})
         return torch.cat((logits, tail.logits), 1), torch.cat((hidden, tail.hidden_states[-1]), 1)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
