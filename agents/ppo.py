@@ -33,7 +33,7 @@ from agents.common import (
     policy_predict,
 )
 from envs.core import VecEnv
-from rlcore.config import check
+from rlcore.config import ConfigError, check
 from rlcore.ensemble import clip_grad_norm_per_member, member_state_dict, stack_modules, unstack_tensor
 from rlcore.kl import KL_ESTIMATORS, kl_estimate, make_kl_controller, masked_mean
 from rlcore.rollout import normalize_advantages
@@ -125,6 +125,9 @@ class PPOConfig(PolicyConfig):
               ">= 2 with advantage=group" if self.advantage == "group" else ">= 1")
         check(self, "max_new_tokens", self.max_new_tokens >= 1, ">= 1")
         check(self, "lora_r", self.lora_r >= 0, ">= 0")
+        if self.async_rollout and self.compile:  # refused before an environment or a model is built
+            raise ConfigError("compile = True is not supported with async_rollout = True: the compiled acting step "
+                              "would run in the background thread. Turn one of them off.")
         rollout = self.num_envs * self.n_steps
         check(self, "batch_size", self.batch_size <= rollout,
               f"<= the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
@@ -193,9 +196,6 @@ class PPO(Agent):
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
         self.rollouts = None
         if cfg.async_rollout:
-            if cfg.compile:
-                raise ValueError("compile = True is not supported with async_rollout = True: the compiled acting step "
-                                 "would run in the background thread. Turn one of them off.")
             self.rollouts = BackgroundRollout(self)
             self.checkpoint_state = (*self.checkpoint_state, "rollouts")
 
