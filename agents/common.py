@@ -23,6 +23,7 @@ from agents.presets import preset_for
 from envs import TEXT_ENV_ID
 from envs.core import VecEnv
 from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
+from rlcore.allocator import reuse_freed_memory
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
 from rlcore.config import build_config, check
 from rlcore.evaluation import evaluate
@@ -325,6 +326,8 @@ class TrainingRun:
         self.next_log = agent.global_step + cfg.log_interval
         self.next_checkpoint = agent.global_step + cfg.checkpoint_interval if cfg.checkpoint_interval else None
         self.interrupt = GracefulInterrupt()
+        if agent.device.type == "cpu":  # every step's large tensors reuse freed memory, not fresh pages
+            reuse_freed_memory()
         if agent.obs is None:
             # A new run starts from a seeded reset. A resumed run whose environments could not come back
             # mid-episode resets without reseeding: their restored state (a text environment's prompt order) goes on.

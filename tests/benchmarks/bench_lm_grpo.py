@@ -42,6 +42,8 @@ Differences that remain, each either side's default:
   ended; ours pads to the longest prompt of the round's 64 (the environment's width is the file's longest, and
   the columns every prompt pads are skipped) and always runs 16 steps (completions that end early idle, masked
   out).
+- Memory: our training on a CPU sets glibc's malloc to keep freed memory for reuse (rlcore/allocator.py). The
+  setting is process-wide, so this script makes it before any side runs, and TRL trains under it as well.
 - Our model loader swaps GPT-2's Python "gelu_new" for torch's fused tanh GELU (the same function); TRL runs the
   model as transformers builds it.
 
@@ -229,6 +231,11 @@ def main() -> None:
     out = args.out or Path("runs") / "bench" / f"lm_grpo_{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
+    # Our training runs on a CPU set glibc's malloc to keep freed memory for reuse (rlcore/allocator.py); the
+    # setting is process-wide, so it is made here, before any side runs: TRL trains under it too.
+    from rlcore.allocator import reuse_freed_memory
+
+    malloc = "glibc, freed memory kept for reuse" if reuse_freed_memory() else "the C library's defaults"
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -277,7 +284,7 @@ def main() -> None:
     setting = (f"{args.model.name}, {args.steps} steps x {COMPLETIONS_PER_STEP} completions ({GROUP_SIZE} per prompt, "
                f"{NEW_TOKENS} new tokens), learning rate {args.learning_rate:g}, VADER reward; CPU, torch threads: "
                f"{args.threads}, torch {torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__} "
-               f"(gradient checkpointing {gc})")
+               f"(gradient checkpointing {gc}); malloc: {malloc}")
     summary = {}
     for name, rows in runs.items():
         summary[name] = {"completions_per_s": statistics.median(r["completions_per_s"] for r in rows),
