@@ -100,13 +100,15 @@ class HFDecoder:
         self.lm, self.cache_arg, self.keeps_logits = lm, cache_arg, keeps_logits
         self.cache = None
 
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and hidden state after `ids`, the next columns; `mask` covers every column so far."""
-        kwargs = {self.cache_arg: self.cache, "logits_to_keep": 1} if self.keeps_logits else {self.cache_arg: self.cache}
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 keep: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [N, keep, V] and hidden states [N, keep, H] at the last `keep` of `ids`, the next
+        columns; `mask` covers every column so far."""
+        kwargs = {self.cache_arg: self.cache, "logits_to_keep": keep} if self.keeps_logits else {self.cache_arg: self.cache}
         out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                       output_hidden_states=True, **kwargs)
         self.cache = out.get(self.cache_arg)
-        return out.logits[:, -1], out.hidden_states[-1][:, -1]
+        return out.logits[:, -keep:], out.hidden_states[-1][:, -keep:]
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep (or repeat) these rows of the cache: a prompt run once serves each of its completions."""
@@ -117,8 +119,10 @@ class GPT2Decoder:
     """GPT-2's incremental decoding without transformers' per-call machinery (mask building, cache
     objects, output records), which cost 8 ms a token for a 2-layer model on a CPU, 4x the
     arithmetic. The blocks' own modules do the work (so LoRA layers and disabled adapters apply);
-    keys and values go into a cache preallocated for the round. A test holds it to the model's own
-    forward pass."""
+    keys and values go into a cache preallocated for the round. The update's and the reference's
+    passes run through it as well, with gradients where they are on: less Python per pass, which
+    on a CPU also holds the interpreter lock less while generation runs beside an update
+    (``async_rollout``). Tests hold it to the model's own forward pass, outputs and gradients."""
 
     def __init__(self, lm: nn.Module, batch: int, length: int):
         self.model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
@@ -136,15 +140,21 @@ class GPT2Decoder:
         return (type(model).__name__ == "GPT2LMHeadModel" and not c.add_cross_attention and c.scale_attn_weights
                 and not c.scale_attn_by_inverse_layer_idx and not c.reorder_and_upcast_attn)
 
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 keep: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `HFDecoder`; differentiable (the update's passes use it too)."""
         body, n, start = self.model.transformer, ids.shape[1], self.filled
         end = start + n
         # Query i (column start + i) sees real keys up to itself, and always itself, so a padding
         # query attends to something and no row of the softmax is empty (that would be NaN).
-        causal = torch.ones(n, end, dtype=torch.bool, device=ids.device).tril(start)
-        itself = torch.zeros_like(causal)
-        itself[:, start:] = torch.eye(n, dtype=torch.bool, device=ids.device)
-        allowed = (causal & mask[:, None, :end].bool()) | itself  # [N, n, end]
+        allowed = mask[:, None, :end].to(torch.bool, copy=True)  # [N, 1, end]
+        if n == 1:  # a generated token: every earlier column is causal, two ops a step
+            allowed[..., -1] = True
+        else:
+            causal = torch.ones(n, end, dtype=torch.bool, device=ids.device).tril(start)
+            itself = torch.zeros_like(causal)
+            itself[:, start:] = torch.eye(n, dtype=torch.bool, device=ids.device)
+            allowed = (causal & allowed) | itself  # [N, n, end]
         h = body.wte(ids) + body.wpe(positions)
         for block, k_cache, v_cache in zip(body.h, self.keys, self.values):
             q, k, v = block.attn.c_attn(block.ln_1(h)).split(self.heads * self.head_dim, dim=2)
@@ -155,7 +165,7 @@ class GPT2Decoder:
             h = h + block.attn.c_proj(a.transpose(1, 2).reshape(h.shape))
             h = h + block.mlp(block.ln_2(h))
         self.filled = end
-        hidden = body.ln_f(h[:, -1])
+        hidden = body.ln_f(h[:, -keep:])
         return self.model.lm_head(hidden), hidden
 
     def select(self, rows: torch.Tensor) -> None:
@@ -221,14 +231,11 @@ class LMActorCritic(nn.Module):
         return self
 
     # ----- forward passes -------------------------------------------------------------------
-    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uncached: logits and last hidden states at every column of left-padded `ids`, or at the
-        last `keep` columns (the LM head skips the others: the prompt's logits are never needed)."""
-        kwargs = {"logits_to_keep": keep} if keep and self._keeps_logits else {}
+    def _forward(self, lm: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncached: logits and last hidden states at every column of left-padded `ids`."""
         out = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False,
-                 output_hidden_states=True, **kwargs)
-        hidden = out.hidden_states[-1]
-        return (out.logits[:, -keep:], hidden[:, -keep:]) if keep else (out.logits, hidden)
+                 output_hidden_states=True)
+        return out.logits, out.hidden_states[-1]
 
     def _values(self, hidden: torch.Tensor, critic_hidden: torch.Tensor | None) -> torch.Tensor:
         if self.critic == "none":
@@ -281,6 +288,7 @@ class LMActorCritic(nn.Module):
             new_ids, seen = prompts[:, 0], prompts[:, 1]
             positions = position_ids(seen)
             outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
+            outputs = [(logits[:, -1], hidden[:, -1]) for logits, hidden in outputs]
             if rows is not None:
                 for decoder in self._decoders:
                     decoder.select(rows)
@@ -291,7 +299,8 @@ class LMActorCritic(nn.Module):
             new_ids, seen = ids[:, P + t - 1:P + t], mask[:, self._first:P + t]
             positions = self._next_position
             self._next_position = positions + 1
-            outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
+            outputs = [(logits[:, -1], hidden[:, -1]) for logits, hidden in
+                       (decoder(new_ids, seen, positions) for decoder in self._decoders)]
         (logits, hidden), critic_hidden = outputs[0], (outputs[1][1] if len(outputs) > 1 else None)
         self._t = (t + 1) % self.max_new_tokens
         dist = self._dist(logits)
@@ -328,24 +337,24 @@ class LMActorCritic(nn.Module):
         Completions of the same prompt share the pass over it: each distinct prompt runs once
         (giving the logits of token 0 and the keys and values), its cache is repeated for each of
         its completions, and the completions' tokens run over it. The logits and gradients are
-        those of one pass per row; with 8 completions per prompt it skips 7/8 of the prompt's work."""
+        those of one pass per row; with 8 completions per prompt it skips 7/8 of the prompt's work.
+        The passes run through the decoder acting uses (``GPT2Decoder`` where it fits)."""
         P, T = self.prompt_len, obs.shape[1]
         last = obs[:, -1]
         first = leading_pad_columns(last[:, 1, :P])
         ids, mask = last[:, 0, first:P + T - 1], last[:, 1, first:P + T - 1]
         prompts, rows = distinct_prompts(last[:, :, first:P])
+        head = self._decoder(lm, prompts.shape[0], ids.shape[1])  # as in acting: GPT-2's lean pass where it fits
         if rows is None:
-            return self._forward(lm, ids, mask, keep=T)
-        head = HFDecoder(lm, self._cache_arg, self._keeps_logits)  # the model's own forward, keeping its cache
+            return head(ids, mask, position_ids(mask), keep=T)
         logits, hidden = head(prompts[:, 0], prompts[:, 1], position_ids(prompts[:, 1]))
-        logits, hidden = logits.index_select(0, rows)[:, None], hidden.index_select(0, rows)[:, None]
+        logits, hidden = logits.index_select(0, rows), hidden.index_select(0, rows)
         if T == 1:
             return logits, hidden
         head.select(rows)
         n = P - first
-        tail = lm(input_ids=ids[:, n:], attention_mask=mask, position_ids=position_ids(mask)[:, n:], use_cache=True,
-                  output_hidden_states=True, **{self._cache_arg: head.cache})
-        return torch.cat((logits, tail.logits), 1), torch.cat((hidden, tail.hidden_states[-1]), 1)
+        tail_logits, tail_hidden = head(ids[:, n:], mask, position_ids(mask)[:, n:], keep=T - 1)
+        return torch.cat((logits, tail_logits), 1), torch.cat((hidden, tail_hidden), 1)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability, entropy, value), each [B, T], of whole episodes [B, T, 2, L] / [B, T]."""

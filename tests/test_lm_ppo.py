@@ -66,7 +66,7 @@ def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r, d
     """act feeds one token per call through a KV cache (GPT-2's lean decoder, or the model's own
     forward for other models); evaluate_actions scores the episode in one pass over left-padded
     prompts, with the columns every prompt pads skipped (P = 7). Both must give the same
-    log-probabilities and values."""
+    log-probabilities and values, and those of the model's own uncached forward pass."""
     import rlcore.lm
 
     if decoder == "hf":
@@ -87,6 +87,12 @@ def test_cached_acting_matches_one_pass_over_the_whole_episode(critic, lora_r, d
     torch.testing.assert_close(lp, logprobs, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(v, values, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(reference, lp, atol=1e-5, rtol=1e-5)  # untrained: the policy is the reference
+    # Both run through the same decoder; the model's own forward (transformers') over the episode agrees too.
+    with torch.no_grad():
+        last = obs[:, -1]
+        logits, _ = policy._forward(policy.lm, last[:, 0], last[:, 1])
+    own = torch.log_softmax(logits[:, P - 1:P + 4] / 0.7, -1).gather(-1, actions[..., None]).squeeze(-1)
+    torch.testing.assert_close(own, lp, atol=1e-5, rtol=1e-5)
     assert (entropy > 0).all()
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     if lora_r:
@@ -109,18 +115,24 @@ def test_completions_of_one_prompt_share_its_pass_with_the_same_outputs_and_grad
     distinct, rows = rlcore.lm.distinct_prompts(obs[:, -1, :, 1:5])
     assert distinct.shape[0] == 3 and rows.tolist() == [1, 0, 1, 2, 0, 1]  # sorted distinct rows
 
-    def outputs():
-        policy.zero_grad()
-        logprob, _, value = policy.evaluate_actions(obs, actions)
+    def outputs(logprob: torch.Tensor, value: torch.Tensor) -> list[torch.Tensor]:
         (logprob.sum() + value.sum()).backward()
-        return [logprob.detach(), value.detach()] + [p.grad.clone() for p in policy.parameters() if p.requires_grad]
+        grads = [p.grad.clone() for p in policy.parameters() if p.requires_grad]
+        policy.zero_grad()
+        return [logprob.detach(), value.detach()] + grads
 
-    shared = outputs()
+    shared = outputs(*policy.evaluate_actions(obs, actions)[::2])
     torch.testing.assert_close(shared[0], logprobs, atol=1e-5, rtol=1e-5)  # acting shared the prompt step too
     torch.testing.assert_close(shared[1], values, atol=1e-5, rtol=1e-5)
     monkeypatch.setattr(rlcore.lm, "distinct_prompts", lambda p: (p, None))
-    for a, b in zip(shared, outputs(), strict=True):
+    each_row = outputs(*policy.evaluate_actions(obs, actions)[::2])
+    last = obs[:, -1]  # and the model's own uncached forward (transformers'), one row each, predicting tokens 0..3
+    logits, hidden = (x[:, 4:8] for x in policy._forward(policy.lm, last[:, 0], last[:, 1]))
+    plain = outputs(torch.log_softmax(logits, -1).gather(-1, actions[..., None]).squeeze(-1),
+                    policy.value_head(hidden).squeeze(-1))
+    for a, b, c in zip(shared, each_row, plain, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)
 
 
 def test_fused_gelu_computes_what_gpt2_did():
