@@ -203,6 +203,16 @@ class TextGenerationEnv(VecEnv):
         ids = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
         return [list(x) if len(x) else [self._start_id] for x in ids]
 
+    def _decode(self, ids: list[list[int]]) -> list[str]:
+        """Completion texts, special tokens dropped. A fast tokenizer's own backend decodes the lists as they
+        are; transformers' batch_decode first walks every id through a type conversion (a fifth of a round's
+        scoring time for 64 completions on a CPU). Both give the same text where transformers adds no
+        clean-up of its own (clean_up_tokenization_spaces, off for GPT-2's tokenizers)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", True):
+            return backend.decode_batch(ids, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
     def _cut(self, encoded: list[list[int]]) -> list[list[int]]:
         """Keep the last P tokens of longer prompts (the end is what the completion continues); warn once."""
         p = self.prompt_len
@@ -307,7 +317,7 @@ class TextGenerationEnv(VecEnv):
         generated = self._obs[idx.to(self.device), 0, p:p + t + 1].cpu().tolist()
         # The copy was active through step t, so every column up to t is its own token; drop the EOS itself.
         generated = [ids[:-1] if eos else ids for ids, eos in zip(generated, ended_by_eos)]
-        completions = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        completions = self._decode(generated)
         prompts = [self._prompts[i] for i in idx.tolist()]
         raw = validate_rewards(self.reward_name, self.reward(prompts, completions), len(prompts), prompts)
         episode = raw.clone()

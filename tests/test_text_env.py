@@ -275,3 +275,25 @@ def test_state_dict_resumes_the_round_in_flight_with_the_same_prompts():
     assert torch.equal(end_a[4]["final_obs"], end_b[4]["final_obs"])
     next_a, next_b = a.step(torch.tensor(ids("great awful"))), b.step(torch.tensor(ids("great awful")))
     assert torch.equal(next_a[0], next_b[0])
+
+
+def test_completions_decode_as_the_tokenizer_does_with_and_without_its_clean_up():
+    """The environment decodes through the fast tokenizer's backend when transformers would add no
+    clean-up of its own, and through batch_decode when it would: the texts are batch_decode's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<eos>", "<unk>", "the", "movie", "was", "good", "i", "loved", "it", ",", ".", "!"]
+    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # spaces before punctuation stay
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", unk_token="<unk>", pad_token="<pad>")
+    env = TextGenerationEnv(["the movie"], tok, Recorder(), max_new_tokens=3, num_envs=1, seed=0)
+    generated = [tok.convert_tokens_to_ids(w.split()) for w in ("the movie , was good .", "<eos> i loved it !", "")]
+    texts = {}
+    for clean_up in (False, True):
+        tok.clean_up_tokenization_spaces = clean_up
+        texts[clean_up] = env._decode(generated)
+        assert texts[clean_up] == tok.batch_decode(generated, skip_special_tokens=True)
+    assert texts[False] == ["the movie , was good .", "i loved it !", ""]
+    assert texts[True] == ["the movie, was good.", "i loved it!", ""]  # transformers' clean-up
