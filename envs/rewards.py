@@ -45,6 +45,11 @@ def validate_rewards(fn_name: str, values: Any, n: int, prompts: Sequence[str] |
         if values.ndim != 1:
             raise ValueError(f"reward function {fn_name!r} returned an array of shape {tuple(values.shape)} for {n} "
                              f"samples, expected shape ({n},): {_FIX}")
+        real = values.dtype.is_floating_point if isinstance(values, torch.Tensor) else values.dtype.kind == "f"
+        if real and len(values) == n:  # checked whole; the loop below then names the first bad sample, if any
+            out = torch.as_tensor(values).detach().to("cpu", torch.float32, copy=True)
+            if bool(torch.isfinite(out).all()):
+                return out
         values = values.tolist()
     try:
         count = len(values)

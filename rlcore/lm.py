@@ -244,7 +244,7 @@ class LMActorCritic(nn.Module):
         return self.value_head(h).squeeze(-1).float()
 
     def _dist(self, logits: torch.Tensor) -> Categorical:
-        return Categorical(logits.float() / self.temperature)
+        return Categorical(logits if self.temperature == 1.0 else logits.float() / self.temperature)
 
     def _sample(self, logits: torch.Tensor, dist: Categorical) -> torch.Tensor:
         """A token from `dist` (the tempered softmax of `logits`), or with top-k / top-p from its filtered copy."""

@@ -18,6 +18,11 @@ def test_validate_rewards_accepts_numbers_of_any_kind():
     assert out.dtype == torch.float32 and out.tolist() == [1.0, 2.5, -0.5, 3.0]
     assert validate_rewards("f", torch.arange(3), 3).tolist() == [0.0, 1.0, 2.0]
     assert validate_rewards("f", np.ones(2), 2).tolist() == [1.0, 1.0]
+    scores = torch.tensor([0.5, -1.0], dtype=torch.float64, requires_grad=True)  # a reward model's output
+    out = validate_rewards("f", scores, 2)
+    assert out.dtype == torch.float32 and not out.requires_grad and out.tolist() == [0.5, -1.0]
+    out += 1  # a copy: the caller's tensor is untouched
+    assert scores.tolist() == [0.5, -1.0]
 
 
 @pytest.mark.parametrize("values, match", [
@@ -29,6 +34,9 @@ def test_validate_rewards_accepts_numbers_of_any_kind():
     ([0.0, 1.0, [2.0], 3.0], r"'score' returned list \[2.0\] for sample 2"),
     (1.0, r"'score' returned float 1.0, not a sequence of 4 numbers"),
     (torch.zeros(4, 1), r"'score' returned an array of shape \(4, 1\)"),
+    (torch.tensor([0.0, 1.0, float("nan"), 3.0]), r"'score' returned nan for sample 2 \(prompt 'p2'\)"),
+    (np.array([0.0, float("-inf"), 2.0, 3.0]), r"'score' returned -inf for sample 1"),
+    (torch.zeros(3), r"'score' returned 3 values for 4 samples"),
 ])
 def test_validate_rewards_errors_name_function_and_sample(values, match):
     with pytest.raises(ValueError, match=match) as err:
