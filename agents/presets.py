@@ -56,8 +56,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "LunarLander-v3": {
             "total_steps": 100_000,
-            "hyperparameters": {  # zoo's LunarLander-v2 preset; v3 only fixed bugs in the dynamics
-                "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
+            "hyperparameters": {  # zoo's LunarLander-v2 preset (v3 only fixed bugs in the dynamics), plus 3-step
+                # returns: seeds 0-3 score 252.2, 260.0, 204.9, 217.8 against 98.0 for seed 0 with 1-step targets
+                "n_step": 3, "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
                 "gamma": 0.99, "target_update_interval": 250, "train_freq": 4, "gradient_steps": 4,
                 "exploration_fraction": 0.12, "exploration_final_eps": 0.1, "hidden_sizes": (256, 256),
             },
