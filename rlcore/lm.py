@@ -120,9 +120,8 @@ class GPT2Decoder:
     objects, output records), which cost 8 ms a token for a 2-layer model on a CPU, 4x the
     arithmetic. The blocks' own modules do the work (so LoRA layers and disabled adapters apply);
     keys and values go into a cache preallocated for the round. The update's and the reference's
-    passes run through it as well, with gradients where they are on: less Python per pass, which
-    on a CPU also holds the interpreter lock less while generation runs beside an update
-    (``async_rollout``). Tests hold it to the model's own forward pass, outputs and gradients."""
+    passes run through it as well, with gradients where they are on (less Python per pass than
+    transformers' forward). Tests hold it to the model's own forward pass, outputs and gradients."""
 
     def __init__(self, lm: nn.Module, batch: int, length: int):
         self.model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
