@@ -287,7 +287,6 @@ class LMActorCritic(nn.Module):
             new_ids, seen = prompts[:, 0], prompts[:, 1]
             positions = position_ids(seen)
             outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
-            outputs = [(logits[:, -1], hidden[:, -1]) for logits, hidden in outputs]
             if rows is not None:
                 for decoder in self._decoders:
                     decoder.select(rows)
@@ -298,9 +297,10 @@ class LMActorCritic(nn.Module):
             new_ids, seen = ids[:, P + t - 1:P + t], mask[:, self._first:P + t]
             positions = self._next_position
             self._next_position = positions + 1
-            outputs = [(logits[:, -1], hidden[:, -1]) for logits, hidden in
-                       (decoder(new_ids, seen, positions) for decoder in self._decoders)]
+            outputs = [decoder(new_ids, seen, positions) for decoder in self._decoders]
         (logits, hidden), critic_hidden = outputs[0], (outputs[1][1] if len(outputs) > 1 else None)
+        logits, hidden = logits[:, -1], hidden[:, -1]  # the decoders return [N, 1, ...]: the last column
+        critic_hidden = critic_hidden[:, -1] if critic_hidden is not None else None
         self._t = (t + 1) % self.max_new_tokens
         dist = self._dist(logits)
         action = self._sample(logits, dist)
