@@ -94,6 +94,22 @@ def test_clip_grad_norm_per_member_matches_clipping_each_member_alone() -> None:
             torch.testing.assert_close(clipped[name], param.grad if param.grad is not None else torch.zeros_like(param))
 
 
+@pytest.mark.parametrize("scale", [50.0, 1e-4])  # gradients above the clip, and below it (left as they are)
+def test_clip_grad_norm_with_one_member_is_torchs_clip(scale: float) -> None:
+    net, twin = _members(SPACES[0])[:2]
+    twin.load_state_dict(net.state_dict())
+    obs = torch.randn(8, 3)
+    for module in (net, twin):
+        (module.value(obs) * torch.arange(8.0)).sum().mul(scale).backward()
+    norm = clip_grad_norm_per_member(net.parameters(), 0.5, members=1)
+    assert (norm > 0.5).item() == (scale > 1)
+    torch.testing.assert_close(norm, nn.utils.clip_grad_norm_(twin.parameters(), 0.5).reshape(1))
+    for p, q in zip(net.parameters(), twin.parameters()):
+        assert (p.grad is None) == (q.grad is None)
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad)
+
+
 def test_stack_refuses_layers_without_a_member_form() -> None:
     with pytest.raises(ValueError, match="Conv2d"):
         stack_modules([nn.Sequential(nn.Conv2d(1, 2, 3)) for _ in range(2)])
