@@ -1,10 +1,12 @@
 """PPO on CartPole-v1, side by side with Stable-Baselines3's zoo-tuned PPO, in one process.
 
-    python tests/benchmarks/bench_ppo_cartpole.py [--backend gymnasium|torch] [--seeds 0-4] [--sb3-seeds 0-2]
-        [--eval-every 10000] [--out FILE]
+    python tests/benchmarks/bench_ppo_cartpole.py [--backend gymnasium|torch] [--settings preset|fast]
+        [--seeds 0-4] [--sb3-seeds 0-2] [--eval-every 10000] [--out FILE]
 
-Ours: the CartPole-v1 preset (the zoo's hyperparameters), up to 100k environment steps, a
-deterministic 20-episode evaluation every 10k steps, stopping once the mean reaches 475.
+Ours: the CartPole-v1 preset (the zoo's hyperparameters), or with `--settings fast` the preset
+with `agents.bench.FAST_CARTPOLE_PPO` over it (what `rl bench` runs), up to 100k environment
+steps, a deterministic 20-episode evaluation every `--eval-every` steps, stopping once the mean
+reaches 475.
 SB3: the zoo's CartPole-v1 PPO for its full 100k-step budget (the reference wall time the
 issue compares against), then the same deterministic 20-episode evaluation.
 Wall times are training time only (evaluation excluded); one torch thread for both (`--threads`).
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from agents.bench import ours_ppo_cartpole, sb3_ppo_cartpole
+from agents.bench import FAST_CARTPOLE_PPO, ours_ppo_cartpole, sb3_ppo_cartpole
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -42,16 +44,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch"))
     parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--settings", default="preset", choices=("preset", "fast"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = tempfile.mkdtemp(prefix="bench_ppo_")
     rows = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s), "
-                       f"torch {torch.__version__}", "backend": args.backend, "ours": [], "sb3": []}
+                       f"torch {torch.__version__}", "backend": args.backend,
+            "settings": FAST_CARTPOLE_PPO if args.settings == "fast" else "preset", "ours": [], "sb3": []}
     for seed in parse_seeds(args.sb3_seeds):
         rows["sb3"].append(sb3_ppo_cartpole(seed))
         print("sb3 ", json.dumps(rows["sb3"][-1]), flush=True)
     for seed in parse_seeds(args.seeds):
-        rows["ours"].append(ours_ppo_cartpole(seed, 100_000, Path(root), args.backend, args.eval_every))
+        rows["ours"].append(ours_ppo_cartpole(seed, 100_000, Path(root), args.backend, args.eval_every,
+                                              FAST_CARTPOLE_PPO if args.settings == "fast" else None))
         print("ours", json.dumps(rows["ours"][-1]), flush=True)
     sb3_wall = statistics.median(r["wall_time"] for r in rows["sb3"])
     reached = [r for r in rows["ours"] if r["reached"]]
