@@ -96,6 +96,8 @@ def clip_grad_norm_per_member(parameters: Iterable[nn.Parameter], max_norm: floa
     params = [p for p in parameters if p.grad is not None]
     if members == 1:  # clip_grad_norm_'s own ops without its per-call grouping: half its time on small networks
         grads = [p.grad for p in params]
+        if not grads:  # nothing to clip; clip_grad_norm_ returns 0 then too
+            return torch.zeros(1)
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
         return norm.reshape(1)

@@ -48,15 +48,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = tempfile.mkdtemp(prefix="bench_ppo_")
+    settings = FAST_CARTPOLE_PPO if args.settings == "fast" else None
     rows = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s), "
                        f"torch {torch.__version__}", "backend": args.backend,
-            "settings": FAST_CARTPOLE_PPO if args.settings == "fast" else "preset", "ours": [], "sb3": []}
+            "settings": settings or "preset", "ours": [], "sb3": []}
     for seed in parse_seeds(args.sb3_seeds):
         rows["sb3"].append(sb3_ppo_cartpole(seed))
         print("sb3 ", json.dumps(rows["sb3"][-1]), flush=True)
     for seed in parse_seeds(args.seeds):
-        rows["ours"].append(ours_ppo_cartpole(seed, 100_000, Path(root), args.backend, args.eval_every,
-                                              FAST_CARTPOLE_PPO if args.settings == "fast" else None))
+        rows["ours"].append(ours_ppo_cartpole(seed, 100_000, Path(root), args.backend, args.eval_every, settings))
         print("ours", json.dumps(rows["ours"][-1]), flush=True)
     sb3_wall = statistics.median(r["wall_time"] for r in rows["sb3"])
     reached = [r for r in rows["ours"] if r["reached"]]
