@@ -9,8 +9,9 @@ Three parts, each measured in this one process against its reference in the same
   CartPole for its 100k-step budget; each of our final models is also scored on gymnasium's.
 - `seeds`: wall time of 16 PPO seeds trained at once against one seed, same steps per seed.
 - `sps`: PPO training throughput (environment steps per second, collection and update) on the
-  torch-native CartPole at thousands of copies, eager and with the acting step compiled
-  (`compile=True`: CUDA graphs on a GPU); meant for `--device cuda`.
+  torch-native CartPole at thousands of copies: eager; with the update's minibatch step replayed
+  from a CUDA graph (`cuda_graph=True`, PPO's default on a GPU); and with the acting step compiled
+  too (`compile=True`: a CUDA graph on a GPU). Meant for `--device cuda`.
 
 Writes `results.md`, `results.json` and `plot.png` (matplotlib, the `bench` extra) to
 `runs/bench/<time>/` with the machine description: CPU model, cores, GPU, torch version.
@@ -166,20 +167,28 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def sps_variants(device: str) -> dict[str, dict[str, bool]]:
+    """The PPO settings the `sps` part compares (the CUDA-graph update exists only on CUDA)."""
+    if torch.device(device).type != "cuda":
+        return {"eager": {"compile": False}, "compiled acting step": {"compile": True}}
+    return {"eager": {"cuda_graph": False, "compile": False}, "CUDA-graph update": {"cuda_graph": True, "compile": False},
+            "CUDA-graph update + compiled acting step": {"cuda_graph": True, "compile": True}}
+
+
 def ppo_throughput(budget: dict[str, Any], device: str) -> dict[str, Any]:
-    """PPO's steps per second at each number of copies, eager and compiled, after two warm-up
-    iterations (compilation and CUDA-graph capture happen there). Collection and update are timed
-    apart, with one device sync between them, the only one per iteration."""
+    """PPO's steps per second at each number of copies for each of `sps_variants`, after two
+    warm-up iterations (compilation and CUDA-graph capture happen there). Collection and update
+    are timed apart, with one device sync between them, the only one per iteration."""
     from agents import PPO
     from agents.common import collect
 
     rows = []
     for num_envs in budget["sps_envs"]:
-        for compiled in (False, True):
+        for variant, settings in sps_variants(device).items():
             rollout = num_envs * SPS_PPO["n_steps"]
             agent = PPO("CartPole-v1", backend="torch", device=device, num_envs=num_envs, n_steps=SPS_PPO["n_steps"],
-                        n_epochs=SPS_PPO["n_epochs"], batch_size=rollout // SPS_PPO["minibatches"], compile=compiled,
-                        checkpoint_interval=0)
+                        n_epochs=SPS_PPO["n_epochs"], batch_size=rollout // SPS_PPO["minibatches"],
+                        checkpoint_interval=0, **settings)
             agent.total_steps = 10**15  # the learning-rate schedule reads it
             agent.obs, _ = agent.env.reset(seed=0)
             seconds = {"collect": 0.0, "update": 0.0}
@@ -195,7 +204,7 @@ def ppo_throughput(budget: dict[str, Any], device: str) -> dict[str, Any]:
                     seconds["collect"] += middle - start
                     seconds["update"] += time.perf_counter() - middle
             steps = budget["sps_iterations"] * rollout
-            rows.append({"copies": num_envs, "compile": compiled, "steps": steps,
+            rows.append({"copies": num_envs, "variant": variant, "steps": steps,
                          "steps_per_s": steps / (seconds["collect"] + seconds["update"]),
                          "collect_steps_per_s": steps / seconds["collect"], "update_seconds_share":
                          seconds["update"] / (seconds["collect"] + seconds["update"])})
@@ -240,9 +249,9 @@ def report(results: dict[str, Any]) -> str:
         lines += [f"## PPO training throughput (CartPole-v1, torch-native, {r['device']})", "",
                   f"{r['ppo']['n_steps']} steps per copy, {r['ppo']['n_epochs']} epochs of {r['ppo']['minibatches']} "
                   "minibatches per update.", "",
-                  "| copies | acting step | env steps/s (collect + update) | collect only | update share |",
+                  "| copies | PPO | env steps/s (collect + update) | collect only | update share |",
                   "|---:|---|---:|---:|---:|"]
-        lines += [f"| {row['copies']:,} | {'compiled' if row['compile'] else 'eager'} | {row['steps_per_s']:,.0f} | "
+        lines += [f"| {row['copies']:,} | {row['variant']} | {row['steps_per_s']:,.0f} | "
                   f"{row['collect_steps_per_s']:,.0f} | {row['update_seconds_share']:.0%} |" for row in r["rows"]]
         lines.append("")
     return "\n".join(lines)
@@ -270,10 +279,9 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
             ax.set_ylabel("median wall time (s)")
             ax.set_title("PPO CartPole-v1")
         elif part == "sps":
-            for compiled in (False, True):
-                rows = [row for row in r["rows"] if row["compile"] == compiled]
-                ax.plot([row["copies"] for row in rows], [row["steps_per_s"] for row in rows], marker="o",
-                        label="compiled" if compiled else "eager")
+            for variant in dict.fromkeys(row["variant"] for row in r["rows"]):
+                rows = [row for row in r["rows"] if row["variant"] == variant]
+                ax.plot([row["copies"] for row in rows], [row["steps_per_s"] for row in rows], marker="o", label=variant)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("copies")

@@ -68,6 +68,10 @@ class PPOConfig(PolicyConfig):
     """Collect the next rollout in a background thread while the update learns from the last one (one update
     off-policy; the stored log-probabilities correct the ratio). Costs a second copy of the policy; on a CPU
     the torch threads are split between the two. Pays off where acting is as costly as learning (Text-v0)."""
+    cuda_graph: bool = True
+    """On CUDA, capture each minibatch's update step (gather, loss, backward pass, gradient clipping) once as a
+    CUDA graph and replay it: one launch instead of some 250 (the same kernels, so the same numbers). False runs
+    it eagerly. Not used for Text-v0 or with async_rollout (the collector thread launches kernels meanwhile)."""
     # ----- language models: the Text-v0 environment (rlcore/lm.py, envs/text.py); ignored elsewhere -----
     model: str = ""
     """Directory of a Hugging Face causal LM: the policy, its tokenizer and the KL reference."""
@@ -135,6 +139,44 @@ class PPOConfig(PolicyConfig):
               f"a divisor of the rollout size num_envs * n_steps = {self.num_envs} * {self.n_steps} = {rollout}")
 
 
+class _CapturedGradients:
+    """PPO's minibatch step up to the optimiser (gather from the rollout buffer, loss, backward pass,
+    gradient clipping) captured once as a CUDA graph and replayed for every minibatch
+    (PPOConfig.cuda_graph). At CartPole's network sizes that step is bound by launching some 250 small kernels
+    from Python, not by arithmetic; a replay is one launch. The graph reads the minibatch's row
+    indices and the clip range from tensors of its own, and leaves the loss, the statistics and
+    the gradients (each parameter's `.grad`) in memory of its own, rewritten by every replay."""
+
+    def __init__(self, agent: "PPO", idx: torch.Tensor, clip_range: float):
+        self.idx, self.clip_range = idx.clone(), torch.full((), clip_range, device=agent.device)
+        self.buffer, self.param = agent.buffer, next(p for p in agent.policy.parameters() if p.requires_grad)
+
+        def step() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            return agent._loss_and_gradients(self.buffer.batch(self.idx), self.clip_range)
+
+        side = torch.cuda.Stream()  # warm-up off the capture, as torch.cuda.graph's docs ask (lazy initialisations)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        agent.optimizer.zero_grad(set_to_none=True)  # the capture allocates the gradients in the graph's memory
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss, self.stats = step()
+        self.grad = self.param.grad
+
+    def fits(self, agent: "PPO") -> bool:
+        """Still wired to the agent's buffer and gradients (a zero_grad that dropped them needs a new capture)."""
+        return agent.buffer is self.buffer and self.param.grad is self.grad
+
+    def __call__(self, idx: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.idx.copy_(idx)
+        self.clip_range.fill_(clip_range)
+        self.graph.replay()
+        return self.loss, self.stats
+
+
 def check_seeds(seeds: Sequence[int], env: str | VecEnv, hyperparameters: dict[str, Any]) -> tuple[int, ...]:
     """The seeds of a several-seeds-at-once run, refused early when they cannot work."""
     seeds = tuple(seeds)
@@ -194,6 +236,7 @@ class PPO(Agent):
         params = [p for p in self.policy.parameters() if p.requires_grad]  # LoRA freezes the base model
         self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
+        self._captured: _CapturedGradients | None = None  # cuda_graph on CUDA: captured at the first minibatch
         self.rollouts = None
         if cfg.async_rollout:
             self.rollouts = BackgroundRollout(self)
@@ -288,6 +331,21 @@ class PPO(Agent):
                       "losses/entropy": entropy_mean.detach(), "losses/approx_kl": approx_kl,
                       "losses/clipfrac": clipfrac, **stats}
 
+    def _loss_and_gradients(self, batch, clip_range: float | torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One minibatch's loss and statistics, and its clipped gradients in each parameter's `.grad`."""
+        loss, stats = self._loss(batch, clip_range)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grad_norm_per_member(self.policy.parameters(), self.config.max_grad_norm, self.members)
+        return loss, stats
+
+    def _captured_step(self, idx: torch.Tensor, clip_range: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`_loss_and_gradients` of the minibatch at rows `idx`, replayed from a CUDA graph (captured
+        at the first call). Its outputs are overwritten by the next call."""
+        if self._captured is None or not self._captured.fits(self):
+            self._captured = _CapturedGradients(self, idx, clip_range)
+        return self._captured(idx, clip_range)
+
     def _update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         progress = self.global_step / max(self.total_steps, 1)
@@ -298,15 +356,18 @@ class PPO(Agent):
         clip_range = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
         num_minibatches = cfg.n_steps * (self.env.num_envs // self.members) // cfg.batch_size
         sequences = getattr(self.policy, "sequence_level", False)  # a language model scores whole episodes
+        captured = cfg.cuda_graph and self.device.type == "cuda" and not sequences and self.rollouts is None
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.n_epochs):
             shuffle = self.rollouts.shuffle if self.rollouts is not None else None  # else the global RNG
-            for batch in self.buffer.minibatches(num_minibatches, shuffle, members=self.members, sequences=sequences):
-                loss, stats = self._loss(batch, clip_range)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_grad_norm_per_member(self.policy.parameters(), cfg.max_grad_norm, self.members)
+            if captured:
+                steps = (self._captured_step(idx, clip_range)
+                         for idx in self.buffer.minibatch_indices(num_minibatches, shuffle, members=self.members))
+            else:
+                steps = (self._loss_and_gradients(batch, clip_range) for batch in
+                         self.buffer.minibatches(num_minibatches, shuffle, members=self.members, sequences=sequences))
+            for loss, stats in steps:
                 self.optimizer.step()
                 self.nan_guard.record(loss, self.global_step)
                 sums = {k: sums.get(k, 0) + v for k, v in stats.items()}

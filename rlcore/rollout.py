@@ -355,6 +355,13 @@ class RolloutBuffer:
         """
         if sequences:
             return self._sequence_minibatches(num_minibatches, generator, members)
+        # Checks and the permutation draw happen at call time; only the gathers wait for iteration.
+        return (self.batch(idx) for idx in self.minibatch_indices(num_minibatches, generator, members))
+
+    def minibatch_indices(self, num_minibatches: int, generator: torch.Generator | None = None,
+                          members: int = 1) -> list[Tensor]:
+        """The flat row indices (``t * num_envs + env``) of one epoch's minibatches, as ``minibatches``
+        draws them; ``batch(idx)`` gathers one. Every chunk has the same length."""
         name = type(self).__name__
         if not (isinstance(members, int) and members >= 1 and self.num_envs % members == 0):
             raise ValueError(f"{name}.minibatches: members = {members!r} must be an int >= 1 dividing "
@@ -367,14 +374,17 @@ class RolloutBuffer:
                 f"1 and num_steps * num_envs = {self.num_steps} * {self.num_envs} = {total} that divides {total}.")
         if not self._computed:
             raise RuntimeError(f"{name}.minibatches: call compute_returns_and_advantages() after the last add().")
-        # Checks and the permutation draw happen at call time; only the gathers wait for iteration.
         perm_device = generator.device if generator is not None else self.device
         perm = torch.stack([torch.randperm(total, generator=generator, device=perm_device) for _ in range(members)])
         perm = perm.to(self.device)
         if members > 1:  # position (t, j) of member m's envs -> row t * num_envs + m * envs_per_member + j
             offsets = torch.arange(members, device=self.device).unsqueeze(1) * envs_per_member
             perm = perm // envs_per_member * self.num_envs + offsets + perm % envs_per_member
-        return self._gather([chunk.reshape(-1) for chunk in perm.split(total // num_minibatches, dim=1)])
+        return [chunk.reshape(-1) for chunk in perm.split(total // num_minibatches, dim=1)]
+
+    def batch(self, idx: Tensor) -> RolloutBatch:
+        """The transitions at flat row indices ``idx`` (``t * num_envs + env``), every field ``[len(idx), ...]``."""
+        return RolloutBatch(*(None if f is None else f.flatten(0, 1).index_select(0, idx) for f in self._fields()))
 
     def _fields(self) -> RolloutBatch:
         """Every stored field as ``[T, N, ...]``; mask and reference log-probabilities only when set."""
@@ -382,11 +392,6 @@ class RolloutBuffer:
                             advantages=self.advantages, returns=self.returns,
                             mask=self.valid if self.has_mask else None,
                             ref_logprobs=self.ref_logprobs if self.has_ref_logprobs else None)
-
-    def _gather(self, chunks: list[Tensor]) -> Iterator[RolloutBatch]:
-        flat = [None if f is None else f.flatten(0, 1) for f in self._fields()]
-        for idx in chunks:
-            yield RolloutBatch(*(None if f is None else f.index_select(0, idx) for f in flat))
 
     def _sequence_minibatches(self, num_minibatches: int, generator: torch.Generator | None,
                               members: int) -> Iterator[RolloutBatch]:

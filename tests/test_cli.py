@@ -236,6 +236,6 @@ def test_bench_training_throughput_part_times_eager_and_compiled_ppo(tmp_path: P
     assert main(["bench", "--quick", "--only", "sps", "--out", str(tmp_path)]) == 0
     (run,) = tmp_path.iterdir()
     rows = json.loads((run / "results.json").read_text())["sps"]["rows"]
-    assert [(r["copies"], r["compile"]) for r in rows] == [(64, False), (64, True)]
+    assert [(r["copies"], r["variant"]) for r in rows] == [(64, "eager"), (64, "compiled acting step")]
     assert all(r["steps_per_s"] > 0 and 0 < r["update_seconds_share"] < 1 for r in rows)
     assert "PPO training throughput" in (run / "results.md").read_text()

@@ -222,13 +222,48 @@ def test_compiled_acting_step_samples_from_the_policy(device, tmp_path: Path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_ppo_iteration_on_cuda_never_syncs_with_the_host():
-    """Collection on the torch-native environment and the whole update run with CUDA's sync
-    debug mode set to error: no .item(), no host copy, no data-dependent shape."""
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_graphed_update_on_cuda_matches_the_eager_one(env_id):
+    """cuda_graph=True (the default) on CUDA replays each minibatch's gather, loss, backward pass and clipping as one
+    CUDA graph: learning from the same rollouts in the same order, the weights and statistics after
+    every update are the eager update's (clip range annealed, so its tensor input changes), and
+    replays never sync with the host."""
+    from agents.common import collect
+
+    kw = dict(backend="torch", device="cuda", num_envs=64, n_steps=16, batch_size=256, n_epochs=2,
+              anneal_clip_range=True, checkpoint_interval=0, seed=0)
+    eager, graphed = PPO(env_id, cuda_graph=False, **kw), PPO(env_id, **kw)
+    graphed.policy.load_state_dict(eager.policy.state_dict())
+    eager.total_steps = graphed.total_steps = 5_000
+    eager.obs, _ = eager.env.reset(seed=0)
+    for i in range(3):
+        collect(eager, eager.config.gamma, eager.config.gae_lambda)  # both learn from the eager agent's rollout
+        graphed.buffer, graphed.global_step = eager.buffer, eager.global_step
+        torch.manual_seed(i)
+        expected = eager._update()
+        torch.manual_seed(i)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error" if i else "default")  # the first update captures the graphs
+        try:
+            got = graphed._update()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert graphed._captured is not None and eager._captured is None
+        for a, b in zip(eager.policy.parameters(), graphed.policy.parameters(), strict=True):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+        for key in ("losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac"):
+            torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_ppo_iteration_on_cuda_never_syncs_with_the_host(cuda_graph):
+    """Collection on the torch-native environment and the whole update (replayed or eager) run with
+    CUDA's sync debug mode set to error: no .item(), no host copy, no data-dependent shape."""
     from agents.common import collect
 
     agent = PPO("CartPole-v1", backend="torch", device="cuda", num_envs=256, n_steps=16, batch_size=1024,
-                checkpoint_interval=0)
+                checkpoint_interval=0, cuda_graph=cuda_graph)
     agent.total_steps = 10**9
     agent.obs, _ = agent.env.reset(seed=0)
     collect(agent, agent.config.gamma, agent.config.gae_lambda)  # warm-up: lazy CUDA initialisation
