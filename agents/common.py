@@ -31,7 +31,7 @@ from rlcore.interrupt import GracefulInterrupt
 from rlcore.kl import kl_estimate
 from rlcore.lm import LMActorCritic
 from rlcore.logger import Logger, ProgressBar, run_name
-from rlcore.policies import ACTIVATIONS, ActorCritic
+from rlcore.policies import ACTIVATIONS, ActorCritic, side_by_side_act
 from rlcore.rollout import RolloutBuffer
 from rlcore.seeding import rng_state, seed_everything, set_rng_state
 
@@ -245,15 +245,19 @@ class NanGuard:
         self.first = torch.full((3,), -1, dtype=torch.long, device=device)
 
     def record(self, loss: torch.Tensor, step: int) -> None:
-        bad = ~torch.isfinite(loss.detach()) & (self.first[0] < 0)
+        finite = torch.isfinite(loss.detach())
+        if finite.device.type == "cpu" and bool(finite.all()):
+            return  # on the CPU reading the flag is free; on an accelerator stay branch-free (no sync)
+        bad = ~finite & (self.first[0] < 0)
         self.first[0] = torch.where(bad, step, self.first[0])
 
     def record_env(self, obs: torch.Tensor, reward: torch.Tensor, step: int) -> None:
         # A NaN or inf anywhere in a copy's observation or reward makes this per-copy sum non-finite.
         total = reward + obs.flatten(1).sum(1) if obs.is_floating_point() else reward
-        bad_env = ~torch.isfinite(total)
-        if bad_env.device.type == "cpu" and not bool(bad_env.any()):
-            return  # on the CPU reading the flag is free; on an accelerator stay branch-free (no sync)
+        finite = torch.isfinite(total)
+        if finite.device.type == "cpu" and bool(finite.all()):
+            return  # as in `record`
+        bad_env = ~finite
         new = bad_env.any() & (self.first[1] < 0)
         self.first[1] = torch.where(new, step, self.first[1])
         self.first[2] = torch.where(new, bad_env.int().argmax(), self.first[2])
@@ -507,11 +511,13 @@ def make_rollout_buffer(env: VecEnv, n_steps: int, device: torch.device) -> Roll
 
 
 def acting_step(agent: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """`agent.policy.act`, compiled once when the config asks. On CUDA, mode "reduce-overhead"
-    replays the step as one CUDA graph; its outputs live in the graph's memory until the next
-    call, which is safe here because `collect` copies them into the buffer at once."""
+    """`agent.policy.act` for one rollout: with the actor's and critic's MLPs side by side where they
+    fit (`side_by_side_act`, a copy of the weights made here), or compiled once when the config asks.
+    On CUDA, mode "reduce-overhead" replays the compiled step as one CUDA graph; its outputs live in
+    the graph's memory until the next call, which is safe here because `collect` copies them into
+    the buffer at once."""
     if not agent.config.compile:
-        return agent.policy.act
+        return side_by_side_act(agent.policy) or agent.policy.act
     if getattr(agent, "_compiled_act", None) is None:
         mode = "reduce-overhead" if agent.device.type == "cuda" else "default"
         agent._compiled_act = torch.compile(agent.policy.act, mode=mode, dynamic=False)

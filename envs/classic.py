@@ -278,8 +278,7 @@ class CartPoleVecEnv(TorchVecEnv):
         self._force_over_mass = const([-self.force_mag / self.total_mass, self.force_mag / self.total_mass])
         self._gravity = const(self.gravity)
         self._four_thirds_length = const(self.length * 4.0 / 3.0)
-        self._x_threshold = const(self.x_threshold)
-        self._theta_threshold = const(self.theta_threshold_radians)
+        self._thresholds = const([self.x_threshold, self.theta_threshold_radians])  # |x|, |theta| (state columns 0, 2)
         # Scratch for the time derivative, so the Euler step is one add of [N, 4] tensors.
         self._deriv = torch.empty(num_envs, 4, dtype=dtype, device=self.device)
 
@@ -302,7 +301,7 @@ class CartPoleVecEnv(TorchVecEnv):
         thetaacc = torch.div(numerator, denominator, out=deriv[:, 3])
         torch.addcmul(temp, thetaacc, cos, value=-pml_over_mass, out=deriv[:, 1])  # xacc
         next_state = torch.add(state, deriv, alpha=self.tau)  # gymnasium's default "euler" integrator
-        terminated = (next_state[:, 0].abs() > self._x_threshold) | (next_state[:, 2].abs() > self._theta_threshold)
+        terminated = (next_state[:, 0::2].abs() > self._thresholds).any(1)
         if self.sutton_barto_reward:
             reward = terminated.float().neg_()
         else:

@@ -8,13 +8,14 @@ plugs into the same losses and rollout loop.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import gymnasium as gym
 import torch
 from torch import nn
 
 from rlcore.distributions import ActionDistribution, clip_action, make_action_head, scale_action
-from rlcore.nets import is_image_space, make_torso
+from rlcore.nets import FlatMLP, is_image_space, make_torso
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -63,8 +64,7 @@ class ActorCritic(nn.Module):
             dist, value = self.actor_head(features), self.critic_head(features).squeeze(-1)
         else:
             dist, value = self.distribution(obs), self.value(obs)
-        action = dist.sample()
-        return action, dist.log_prob(action), value
+        return sampled(dist, value)
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability of `actions`, entropy, V(obs)) under the current parameters."""
@@ -84,3 +84,51 @@ class ActorCritic(nn.Module):
         if isinstance(self.action_space, gym.spaces.Box):
             return scale_action(action, self.action_space) if self.squash else clip_action(action, self.action_space)
         return action
+
+
+def sampled(dist: ActionDistribution, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What `act` returns: an action sampled from `dist`, its log-probability, and `value`."""
+    action = dist.sample()
+    return action, dist.log_prob(action), value
+
+
+_ACTIVATION_FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
+
+
+@torch.no_grad()
+def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None:
+    """`policy.act` for one rollout, with the actor's and critic's MLP torsos run as one MLP twice as
+    wide: the first layers stacked, the later ones block-diagonal, so each layer is one matmul for
+    both. On a CPU the two separate passes cost about twice as much, nearly all of it per-call
+    overhead. The outputs are the torsos' up to float rounding (each sums the same products, plus
+    exact zeros, in another order).
+
+    The weights are copied now, without gradients: use it while they do not change (a rollout).
+    None where it does not apply: shared or image torsos, stacked seeds, other layers."""
+    if type(policy) is not ActorCritic or policy.shared:
+        return None
+    actor, critic = policy.actor_torso, policy.critic_torso
+    if not (type(actor) is FlatMLP and type(critic) is FlatMLP and len(actor.net) == len(critic.net) > 0):
+        return None
+    modules = list(zip(actor.net, critic.net))
+    layers = []
+    for i in range(0, len(modules), 2):  # Linear, activation, Linear, activation, ... (the last may be bare)
+        (a, c), (a_fn, c_fn) = modules[i], modules[i + 1] if i + 1 < len(modules) else (None, None)
+        if not (type(a) is type(c) is nn.Linear and type(a_fn) is type(c_fn)):
+            return None
+        if a_fn is not None and type(a_fn) not in _ACTIVATION_FUNCTIONS:
+            return None
+        weight = torch.cat((a.weight, c.weight)) if i == 0 else torch.block_diag(a.weight, c.weight)
+        layers.append((weight.t().contiguous(), torch.cat((a.bias, c.bias)),
+                       _ACTIVATION_FUNCTIONS[type(a_fn)] if a_fn is not None else None))
+    split = (actor.out_dim, critic.out_dim)
+
+    def act(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = obs.flatten(1).float()
+        for weight, bias, activation_fn in layers:
+            h = torch.addmm(bias, h, weight)
+            h = activation_fn(h) if activation_fn is not None else h
+        actor_features, critic_features = h.split(split, dim=1)
+        return sampled(policy.actor_head(actor_features), policy.critic_head(critic_features).squeeze(-1))
+
+    return act

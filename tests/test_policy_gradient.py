@@ -193,6 +193,45 @@ def test_a2c_learns_cartpole(tmp_path: Path):
     assert evaluate(agent, "CartPole-v1", episodes=10, seed=7)[0] >= 150
 
 
+@pytest.mark.parametrize("space, hidden, activation", [
+    (gym.spaces.Discrete(3), (64, 64), "tanh"),
+    (gym.spaces.Box(-2.0, 2.0, (2,)), (32, 16, 8), "relu"),
+    (gym.spaces.MultiDiscrete([3, 2]), (16,), "tanh"),
+])
+def test_side_by_side_act_is_act(space, hidden, activation):
+    """The rollout's acting step with both MLP torsos as one wider MLP samples the action `act` samples
+    from the same RNG state, with its log-probability and value up to float rounding; it copies the
+    weights once, so a later weight change needs a new one."""
+    from rlcore.policies import ActorCritic, side_by_side_act
+
+    torch.manual_seed(0)
+    policy = ActorCritic(gym.spaces.Box(-1.0, 1.0, (5,)), space, hidden, activation)
+    with torch.no_grad():
+        for p in policy.parameters():  # non-zero biases and heads, so every term counts
+            p.add_(0.1 * torch.randn_like(p))
+        obs = torch.randn(64, 5)
+        act = side_by_side_act(policy)
+        torch.manual_seed(1)
+        expected = policy.act(obs)
+        torch.manual_seed(1)
+        got = act(obs)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        next(policy.critic_torso.parameters()).add_(1.0)
+        assert not torch.allclose(policy.act(obs)[2], got[2])  # the copy is the weights of its making
+        torch.testing.assert_close(side_by_side_act(policy)(obs)[2], policy.act(obs)[2], atol=1e-5, rtol=1e-5)
+
+
+def test_side_by_side_act_leaves_other_policies_alone():
+    from rlcore.ensemble import stack_modules
+    from rlcore.policies import ActorCritic, side_by_side_act
+
+    vector, discrete = gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(2)
+    assert side_by_side_act(ActorCritic(gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), discrete)) is None
+    assert side_by_side_act(stack_modules([ActorCritic(vector, discrete) for _ in range(2)])) is None
+    assert side_by_side_act(ActorCritic(vector, discrete, hidden_sizes=())) is None
+
+
 def _has_cuda_or_cxx(device: str) -> bool:
     import shutil
 
