@@ -142,10 +142,12 @@ class PPOConfig(PolicyConfig):
 class _CapturedGradients:
     """PPO's minibatch step up to the optimiser (gather from the rollout buffer, loss, backward pass,
     gradient clipping) captured once as a CUDA graph and replayed for every minibatch
-    (PPOConfig.cuda_graph). At CartPole's network sizes that step is bound by launching some 250 small kernels
-    from Python, not by arithmetic; a replay is one launch. The graph reads the minibatch's row
-    indices and the clip range from tensors of its own, and leaves the loss, the statistics and
-    the gradients (each parameter's `.grad`) in memory of its own, rewritten by every replay."""
+    (`PPOConfig.cuda_graph`). At CartPole's network sizes that step is bound by launching some 250
+    small kernels from Python, not by arithmetic; a replay is one launch. The graph reads the
+    minibatch's row indices and the clip range from tensors of its own, and leaves the loss, the
+    statistics and the gradients (each parameter's `.grad`) in memory of its own, rewritten by
+    every replay. The optimiser step stays eager, so its state, checkpoints and learning-rate
+    schedule are untouched."""
 
     def __init__(self, agent: "PPO", idx: torch.Tensor, clip_range: float):
         self.idx, self.clip_range = idx.clone(), torch.full((), clip_range, device=agent.device)
