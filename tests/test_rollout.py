@@ -187,6 +187,21 @@ def test_minibatches_cover_every_transition_once_per_epoch() -> None:
         assert sorted(torch.cat(seen).tolist()) == list(range(12))
 
 
+def test_minibatch_indices_and_batch_are_what_minibatches_yields() -> None:
+    """The CUDA-graph update draws its minibatches as row indices and gathers them itself; from the
+    same RNG state it must see exactly the batches the eager update iterates over."""
+    buf = filled_buffer()
+    torch.manual_seed(5)
+    eager = list(buf.minibatches(3))
+    torch.manual_seed(5)
+    indices = buf.minibatch_indices(3)
+    assert [len(i) for i in indices] == [4, 4, 4]
+    for idx, batch in zip(indices, eager, strict=True):
+        assert torch.equal(idx, batch.actions)  # filled_buffer's action at flat row r is r
+        for got, expected in zip(buf.batch(idx), batch, strict=True):
+            assert (got is None and expected is None) or torch.equal(got, expected)
+
+
 def test_minibatches_reproducible_under_manual_seed_and_generator() -> None:
     buf = filled_buffer()
 
