@@ -13,6 +13,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import torch
 from torch import nn
+from torch.nn.modules import module as nn_module  # where nn.Module keeps the global forward hooks
 
 from rlcore.distributions import ActionDistribution, clip_action, make_action_head, scale_action
 from rlcore.nets import FlatMLP, is_image_space, make_torso
@@ -95,6 +96,12 @@ def sampled(dist: ActionDistribution, value: torch.Tensor) -> tuple[torch.Tensor
 _ACTIVATION_FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
 
 
+def _has_forward_hooks(module: nn.Module) -> bool:
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:  # nn.modules.module.register_...
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
 @torch.no_grad()
 def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None:
     """`policy.act` for one rollout, with the actor's and critic's MLP torsos run as one MLP twice as
@@ -104,11 +111,14 @@ def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.
     sums the same products, plus exact zeros, in another order).
 
     The weights are copied now, without gradients: use it while they do not change (a rollout).
-    None where it does not apply: shared or image torsos, stacked seeds, other layers."""
+    None where it does not apply: shared or image torsos, stacked seeds, other layers, and torsos
+    with forward hooks (which the modules' own calls would run)."""
     if type(policy) is not ActorCritic or policy.shared:
         return None
     actor, critic = policy.actor_torso, policy.critic_torso
     if not (type(actor) is FlatMLP and type(critic) is FlatMLP and len(actor.net) == len(critic.net) > 0):
+        return None
+    if _has_forward_hooks(actor) or _has_forward_hooks(critic):
         return None
     modules = list(zip(actor.net, critic.net))
     layers = []

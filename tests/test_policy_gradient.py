@@ -230,6 +230,10 @@ def test_side_by_side_act_leaves_other_policies_alone():
     assert side_by_side_act(ActorCritic(gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), discrete)) is None
     assert side_by_side_act(stack_modules([ActorCritic(vector, discrete) for _ in range(2)])) is None
     assert side_by_side_act(ActorCritic(vector, discrete, hidden_sizes=())) is None
+    hooked = ActorCritic(vector, discrete)
+    assert side_by_side_act(hooked) is not None
+    hooked.critic_torso.net[0].register_forward_hook(lambda module, args, out: None)  # it must keep running
+    assert side_by_side_act(hooked) is None
 
 
 def _has_cuda_or_cxx(device: str) -> bool:
