@@ -36,6 +36,7 @@ from envs.core import VecEnv
 from rlcore.config import ConfigError, check
 from rlcore.ensemble import clip_grad_norm_per_member, member_state_dict, stack_modules, unstack_tensor
 from rlcore.kl import KL_ESTIMATORS, kl_estimate, make_kl_controller, masked_mean
+from rlcore.nets import has_hooks
 from rlcore.rollout import normalize_advantages
 from rlcore.seeding import rng_state, set_rng_state
 
@@ -71,7 +72,8 @@ class PPOConfig(PolicyConfig):
     cuda_graph: bool = True
     """On CUDA, capture each minibatch's update step (gather, loss, backward pass, gradient clipping) once as a
     CUDA graph and replay it: one launch instead of some 250 (the same kernels, so the same numbers). False runs
-    it eagerly. Not used for Text-v0 or with async_rollout (the collector thread launches kernels meanwhile)."""
+    it eagerly. Not used for Text-v0, with async_rollout (the collector thread launches kernels meanwhile) or
+    while the policy has module hooks (a replay would not run them)."""
     # ----- language models: the Text-v0 environment (rlcore/lm.py, envs/text.py); ignored elsewhere -----
     model: str = ""
     """Directory of a Hugging Face causal LM: the policy, its tokenizer and the KL reference."""
@@ -358,7 +360,8 @@ class PPO(Agent):
         clip_range = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
         num_minibatches = cfg.n_steps * (self.env.num_envs // self.members) // cfg.batch_size
         sequences = getattr(self.policy, "sequence_level", False)  # a language model scores whole episodes
-        captured = cfg.cuda_graph and self.device.type == "cuda" and not sequences and self.rollouts is None
+        captured = (cfg.cuda_graph and self.device.type == "cuda" and not sequences and self.rollouts is None
+                    and not has_hooks(self.policy))  # a replay would not run them
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.n_epochs):

@@ -7,6 +7,7 @@ import math
 import gymnasium as gym
 import torch
 from torch import nn
+from torch.nn.modules import module as nn_module  # where nn.Module keeps the global hooks
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -56,6 +57,16 @@ class FlatMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1).float())
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether calling `module` would run hooks (its own, its submodules' or global ones): code that
+    computes its function without calling it (a fused pass, a replayed CUDA graph) must not then."""
+    if any((nn_module._global_forward_hooks, nn_module._global_forward_pre_hooks, nn_module._global_backward_hooks,
+            nn_module._global_backward_pre_hooks)):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in module.modules())
 
 
 def is_image_space(space: gym.Space) -> bool:

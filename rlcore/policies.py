@@ -13,10 +13,9 @@ from collections.abc import Callable
 import gymnasium as gym
 import torch
 from torch import nn
-from torch.nn.modules import module as nn_module  # where nn.Module keeps the global forward hooks
 
 from rlcore.distributions import ActionDistribution, clip_action, make_action_head, scale_action
-from rlcore.nets import FlatMLP, is_image_space, make_torso
+from rlcore.nets import FlatMLP, has_hooks, is_image_space, make_torso
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -96,12 +95,6 @@ def sampled(dist: ActionDistribution, value: torch.Tensor) -> tuple[torch.Tensor
 _ACTIVATION_FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
 
 
-def _has_forward_hooks(module: nn.Module) -> bool:
-    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:  # nn.modules.module.register_...
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
-
-
 @torch.no_grad()
 def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None:
     """`policy.act` for one rollout, with the actor's and critic's MLP torsos run as one MLP twice as
@@ -118,7 +111,7 @@ def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.
     actor, critic = policy.actor_torso, policy.critic_torso
     if not (type(actor) is FlatMLP and type(critic) is FlatMLP and len(actor.net) == len(critic.net) > 0):
         return None
-    if _has_forward_hooks(actor) or _has_forward_hooks(critic):
+    if has_hooks(actor) or has_hooks(critic):
         return None
     modules = list(zip(actor.net, critic.net))
     layers = []

@@ -236,6 +236,21 @@ def test_side_by_side_act_leaves_other_policies_alone():
     assert side_by_side_act(hooked) is None
 
 
+def test_has_hooks_sees_every_kind_of_module_hook():
+    from rlcore.nets import has_hooks
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh())
+    assert not has_hooks(net)
+    for register in (lambda: net[0].register_forward_hook(lambda m, a, o: None),
+                     lambda: net[1].register_forward_pre_hook(lambda m, a: None),
+                     lambda: net.register_full_backward_hook(lambda m, gi, go: None),
+                     lambda: torch.nn.modules.module.register_module_forward_hook(lambda m, a, o: None)):
+        handle = register()
+        assert has_hooks(net)
+        handle.remove()
+        assert not has_hooks(net)
+
+
 def _has_cuda_or_cxx(device: str) -> bool:
     import shutil
 
