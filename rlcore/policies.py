@@ -105,7 +105,7 @@ def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.
 
     The weights are copied now, without gradients: use it while they do not change (a rollout).
     None where it does not apply: shared or image torsos, stacked seeds, other layers, and torsos
-    with forward hooks (which the modules' own calls would run)."""
+    with module hooks (which the modules' own calls would run)."""
     if type(policy) is not ActorCritic or policy.shared:
         return None
     actor, critic = policy.actor_torso, policy.critic_torso
