@@ -25,14 +25,15 @@ def tiny_tokenizer(pad: bool = True, words: tuple[str, ...] | list[str] = WORDS)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>", **kwargs)
 
 
-def tiny_model(tokenizer, seed: int = 0, n_positions: int = 64, n_embd: int = 32, n_layer: int = 2):
+def tiny_model(tokenizer, seed: int = 0, n_positions: int = 64, n_embd: int = 32, n_layer: int = 2,
+               activation_function: str = "gelu_new"):
     """A randomly initialised 2-layer GPT-2 over `tokenizer`'s vocabulary."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=2,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+                        pad_token_id=tokenizer.pad_token_id, activation_function=activation_function)
     return GPT2LMHeadModel(config).eval()
 
 

@@ -135,10 +135,23 @@ def test_completions_of_one_prompt_share_its_pass_with_the_same_outputs_and_grad
         torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)
 
 
-def test_fused_gelu_computes_what_gpt2_did():
+def test_lean_decoder_calls_hooked_layers_as_modules():
+    """The lean decoder runs plain layers as functional ops, but a model with a hook gets every
+    layer called as a module, so the hook sees each token."""
+    torch.manual_seed(0)
+    policy = LMActorCritic(tiny_model(tiny_tokenizer()), prompt_len=4, max_new_tokens=3, critic="head")
+    calls = []
+    for layer in (policy.lm.transformer.h[1].ln_2, policy.lm.transformer.h[0].mlp.c_fc):
+        layer.register_forward_hook(lambda module, args, out: calls.append(module))
+    rollout(4, 3, [[3, 4, 5], [7, 8]], policy)
+    assert len(calls) == 2 * 3  # both layers, once per act call (the prompt, then each new token)
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_fused_gelu_computes_what_gpt2_did(activation):
     from rlcore.lm import fuse_gelu
 
-    model = tiny_model(tiny_tokenizer())
+    model = tiny_model(tiny_tokenizer(), activation_function=activation)
     ids = torch.randint(3, 30, (4, 7), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = model(input_ids=ids).logits
