@@ -136,8 +136,8 @@ class GPT2Decoder:
         from transformers.pytorch_utils import Conv1D
 
         self.model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-        self._conv1d_type = Conv1D if not has_hooks(self.model) else None  # None: call every module
-        self._mlp_type = GPT2MLP
+        self._plain = not has_hooks(self.model)  # with hooks, every layer is called as a module so they run
+        self._conv1d_type, self._mlp_type = Conv1D, GPT2MLP
         body, c = self.model.transformer, self.model.config
         self.heads, self.head_dim = c.n_head, c.n_embd // c.n_head
         ref = body.wte.weight
@@ -181,17 +181,17 @@ class GPT2Decoder:
         return self.model.lm_head(hidden), hidden
 
     def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if type(layer) is not self._conv1d_type:
+        if not self._plain or type(layer) is not self._conv1d_type:
             return layer(x)
         return torch.addmm(layer.bias, x.view(-1, x.shape[-1]), layer.weight).view(*x.shape[:-1], -1)  # Conv1D.forward
 
     def _norm(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self._conv1d_type is None or type(layer) is not nn.LayerNorm:
+        if not self._plain or type(layer) is not nn.LayerNorm:
             return layer(x)
         return F.layer_norm(x, layer.normalized_shape, layer.weight, layer.bias, layer.eps)
 
     def _mlp(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self._conv1d_type is None or type(mlp) is not self._mlp_type or (mlp.training and mlp.dropout.p > 0):
+        if not self._plain or type(mlp) is not self._mlp_type or (mlp.training and mlp.dropout.p > 0):
             return mlp(x)
         return self._linear(mlp.c_proj, mlp.act(self._linear(mlp.c_fc, x)))  # GPT2MLP.forward, dropout off
 
