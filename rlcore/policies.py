@@ -125,14 +125,13 @@ def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.
         weight = torch.cat((a.weight, c.weight)) if i == 0 else torch.block_diag(a.weight, c.weight)
         layers.append((weight.t().contiguous(), torch.cat((a.bias, c.bias)),
                        _ACTIVATION_FUNCTIONS[type(a_fn)] if a_fn is not None else None))
-    split = (actor.out_dim, critic.out_dim)
+    width = actor.out_dim  # the actor's features come first
 
     def act(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = obs.flatten(1).float()
         for weight, bias, activation_fn in layers:
             h = torch.addmm(bias, h, weight)
             h = activation_fn(h) if activation_fn is not None else h
-        actor_features, critic_features = h.split(split, dim=1)
-        return sampled(policy.actor_head(actor_features), policy.critic_head(critic_features).squeeze(-1))
+        return sampled(policy.actor_head(h[:, :width]), policy.critic_head(h[:, width:]).squeeze(-1))
 
     return act
