@@ -47,13 +47,21 @@ def test_categorical_matches_torch_reference() -> None:
     assert ours.log_prob(actions).shape == ours.entropy().shape == (5,)
 
 
-def test_categorical_samples_follow_probs_for_any_batch_shape() -> None:
-    probs = torch.tensor([0.1, 0.6, 0.3])
-    samples = Categorical(probs.log().expand(20000, 3)).sample()
+@pytest.mark.parametrize("k", [3, 40])  # a few actions: compare with every entry; a vocabulary: binary search
+def test_categorical_samples_follow_probs_for_any_batch_shape(k: int) -> None:
+    probs = torch.zeros(k)
+    probs[:3] = torch.tensor([0.1, 0.6, 0.3])
+    samples = Categorical(probs.log().roll(k - 3).expand(20000, k)).sample()  # zero-probability actions first
     assert samples.shape == (20000,) and samples.dtype == torch.int64
-    torch.testing.assert_close(torch.bincount(samples, minlength=3) / 20000.0, probs, atol=0.02, rtol=0)
-    # Time-major [T, N, K] logits give [T, N] actions.
-    assert Categorical(torch.randn(4, 3, 7)).sample().shape == (4, 3)
+    torch.testing.assert_close(torch.bincount(samples, minlength=k) / 20000.0, probs.roll(k - 3), atol=0.02, rtol=0)
+    # Time-major [T, N, K] logits give [T, N] actions; both ways pick the same action for the same draw.
+    assert Categorical(torch.randn(4, 3, k)).sample().shape == (4, 3)
+    logits = torch.randn(6, 5, k)
+    cdf = logits.log_softmax(-1).exp().cumsum(-1)
+    torch.manual_seed(1)
+    u = torch.rand(6, 5, 1) * cdf[..., -1:]
+    torch.manual_seed(1)
+    assert torch.equal(Categorical(logits).sample(), (cdf < u).sum(-1))
 
 
 def test_categorical_half_precision_and_masked_actions() -> None:
