@@ -7,6 +7,7 @@ Three parts, each measured in this one process against its reference in the same
 - `ppo`: our PPO on the torch-native CartPole, wall time to a greedy 20-episode mean of 475
   (evaluation excluded) per seed, against Stable-Baselines3's zoo-tuned PPO on gymnasium's
   CartPole for its 100k-step budget; each of our final models is also scored on gymnasium's.
+  The two sides' seeds alternate, so a drift in the machine's speed reaches both.
 - `seeds`: wall time of 16 PPO seeds trained at once against one seed, same steps per seed.
 - `sps`: PPO training throughput (environment steps per second, collection and update) on the
   torch-native CartPole at thousands of copies: eager; with the update's minibatch step replayed
@@ -136,10 +137,17 @@ def ours_ppo_cartpole(seed: int, total_steps: int, run_root: Path, backend: str 
 
 
 def ppo_cartpole(budget: dict[str, int], seeds: list[int], sb3_seeds: list[int], run_root: Path) -> dict[str, Any]:
-    sb3 = [sb3_ppo_cartpole(s, budget["sb3_steps"]) for s in sb3_seeds]
     eval_every = min(2_048, budget["ppo_steps"] // 2)
-    ours = [ours_ppo_cartpole(s, budget["ppo_steps"], run_root, eval_every=eval_every,
-                              hyperparameters=FAST_CARTPOLE_PPO) for s in seeds]
+    ours: list[dict[str, Any]] = []
+    sb3: list[dict[str, Any]] = []
+    # Interleaved (ours 0, SB3 0, ours 1, ...): this machine's speed drifts by a third over minutes, and
+    # one side run wholly before the other would take the drift into the ratio.
+    for i in range(max(len(seeds), len(sb3_seeds))):
+        if i < len(seeds):
+            ours.append(ours_ppo_cartpole(seeds[i], budget["ppo_steps"], run_root, eval_every=eval_every,
+                                          hyperparameters=FAST_CARTPOLE_PPO))
+        if i < len(sb3_seeds):
+            sb3.append(sb3_ppo_cartpole(sb3_seeds[i], budget["sb3_steps"]))
     reached = [r["wall_time"] for r in ours if r["reached"]]
     sb3_median = statistics.median(r["wall_time"] for r in sb3)
     ours_median = statistics.median(reached) if reached else None
