@@ -262,6 +262,23 @@ class NanGuard:
         self.first[1] = torch.where(new, step, self.first[1])
         self.first[2] = torch.where(new, bad_env.int().argmax(), self.first[2])
 
+    def record_rollout(self, obs: torch.Tensor, rewards: torch.Tensor, start_step: int, step_size: int) -> None:
+        """`record_env` for a whole rollout at once (a few ops instead of a few per step): `obs[t]`
+        ``[T, N, ...]`` came back at environment step ``start_step + t * step_size``, `rewards[t]` at
+        ``start_step + (t + 1) * step_size``. The earliest bad step is kept, then the lowest copy."""
+        T, N = rewards.shape
+        bad = torch.zeros(T + 1, N, dtype=torch.bool, device=rewards.device)
+        if obs.is_floating_point():
+            bad[:T] = ~torch.isfinite(obs.reshape(T, N, -1).sum(2))
+        bad[1:] |= ~torch.isfinite(rewards)
+        bad = bad.flatten()
+        if bad.device.type == "cpu" and not bool(bad.any()):
+            return  # as in `record`
+        first = bad.int().argmax()  # row-major: the earliest step, then the lowest copy
+        new = bad.any() & (self.first[1] < 0)
+        self.first[1] = torch.where(new, start_step + first.div(N, rounding_mode="floor") * step_size, self.first[1])
+        self.first[2] = torch.where(new, first % N, self.first[2])
+
     def check(self, algo: str, checkpoint: Path) -> None:
         loss_step, input_step, env = self.first.tolist()
         if input_step >= 0:
@@ -528,7 +545,8 @@ def acting_step(agent: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, torc
 def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
     """Fill `agent.buffer` with a rollout of `agent.policy` on `agent.env`, then its GAE advantages.
 
-    Advances `agent.obs` and `agent.global_step`; the NaN guard sees every observation and reward.
+    Advances `agent.obs` and `agent.global_step`; the NaN guard sees every observation and reward
+    (once the rollout is in the buffer; the last observation with the next rollout).
     Runs under `torch.inference_mode`, whose ops skip autograd's bookkeeping (a sixth off a CartPole
     rollout on a CPU against `no_grad`). Tensors made here are inference tensors: whatever outlives
     the rollout and is changed in place or used by the update outside it must be written into
@@ -540,12 +558,12 @@ def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
     n = env.num_envs // getattr(agent, "members", 1)  # steps are counted per seed when several train at once
     text = getattr(policy, "sequence_level", False)
     no_final_values = torch.zeros(env.num_envs, device=buffer.device)
+    start_step = agent.global_step
     if text and env.unwrapped.round_step != 0:
         raise RuntimeError("A text rollout must start at a round's first token; the environment is mid-round.")
     for _ in range(buffer.num_steps):
         action, logprob, value = act(agent.obs)
         next_obs, reward, terminated, truncated, info = env.step(policy.to_env(action))
-        agent.nan_guard.record_env(next_obs, reward, agent.global_step + n)
         # V(true final observation), read only where a time limit cut an episode (the bootstrap). On an
         # accelerator one critic pass over every copy avoids asking which ones ended (a sync); on the
         # CPU asking is free and most steps truncate nothing, so the pass is skipped then. A text
@@ -560,6 +578,7 @@ def collect(agent: Any, gamma: float, gae_lambda: float) -> None:
         agent.global_step += n
         if text and "texts" in info:
             agent.samples = info["texts"]
+    agent.nan_guard.record_rollout(buffer.obs, buffer.rewards, start_step, n)
     if text:
         finish_text_rollout(agent, gamma, gae_lambda)
     else:

@@ -74,6 +74,31 @@ def test_what_collection_leaves_behind_works_outside_inference_mode(algo, backen
 
 
 @pytest.mark.parametrize("algo", sorted(AGENTS))
+@pytest.mark.parametrize("where", ["reward", "obs"])
+def test_nan_from_the_environment_stops_naming_step_and_copy(algo, where, tmp_path: Path):
+    """The guard checks each rollout once it is in the buffer; the error names the environment step
+    at which the bad value came back (4 copies: vector step k is environment step 4k) and the copy."""
+    cls, small = AGENTS[algo]
+    agent = cls("CartPole-v1", **{**small, "checkpoint_interval": 128}, seed=0)
+    inner = agent.env.unwrapped
+    original, calls = inner.step, [0]
+
+    def step(action):  # from vector step 70 (environment step 280) on, copy 2's reward or observation is NaN
+        calls[0] += 1
+        obs, reward, term, trunc, info = original(action)
+        if calls[0] >= 70:
+            obs, reward = obs.clone(), reward.clone()
+            (reward if where == "reward" else obs[:, 1])[2] = float("nan")
+        return obs, reward, term, trunc, info
+
+    inner.step = step
+    with pytest.raises(FloatingPointError, match=r"NaN/inf observation or reward at environment step 280 \(copy 2\)"):
+        agent.learn(2_048, run_dir=tmp_path, progress=False)
+    good = cls.load(tmp_path / CHECKPOINT_NAME)
+    assert good.global_step <= 280 and all(torch.isfinite(p).all() for p in good.policy.parameters())
+
+
+@pytest.mark.parametrize("algo", sorted(AGENTS))
 def test_interrupted_and_resumed_run_matches_uninterrupted(algo, tmp_path: Path):
     cls, small = AGENTS[algo]
     config = {**small, "seed": 2, "normalize_obs": True}
