@@ -258,9 +258,7 @@ class NanGuard:
         if finite.device.type == "cpu" and bool(finite.all()):
             return  # as in `record`
         bad_env = ~finite
-        new = bad_env.any() & (self.first[1] < 0)
-        self.first[1] = torch.where(new, step, self.first[1])
-        self.first[2] = torch.where(new, bad_env.int().argmax(), self.first[2])
+        self._keep_first_input(bad_env.any(), step, bad_env.int().argmax())
 
     def record_rollout(self, obs: torch.Tensor, rewards: torch.Tensor, start_step: int, step_size: int) -> None:
         """`record_env` for a whole rollout at once (a few ops instead of a few per step): `obs[t]`
@@ -275,9 +273,12 @@ class NanGuard:
         if bad.device.type == "cpu" and not bool(bad.any()):
             return  # as in `record`
         first = bad.int().argmax()  # row-major: the earliest step, then the lowest copy
-        new = bad.any() & (self.first[1] < 0)
-        self.first[1] = torch.where(new, start_step + first.div(N, rounding_mode="floor") * step_size, self.first[1])
-        self.first[2] = torch.where(new, first % N, self.first[2])
+        self._keep_first_input(bad.any(), start_step + first.div(N, rounding_mode="floor") * step_size, first % N)
+
+    def _keep_first_input(self, any_bad: torch.Tensor, step: int | torch.Tensor, env: torch.Tensor) -> None:
+        new = any_bad & (self.first[1] < 0)  # only the first bad input is kept
+        self.first[1] = torch.where(new, step, self.first[1])
+        self.first[2] = torch.where(new, env, self.first[2])
 
     def check(self, algo: str, checkpoint: Path) -> None:
         loss_step, input_step, env = self.first.tolist()
