@@ -22,12 +22,13 @@ ZOO = {"Acrobot-v1": -76.639, "MountainCar-v0": -100.849, "LunarLander-v3": 154.
 
 def main() -> None:
     from agents import DQN
+    from agents.cli import parse_seeds
     from agents.presets import preset_total_steps
     from rlcore import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", default=",".join(ZOO))
-    parser.add_argument("--seeds", default="0-0")
+    parser.add_argument("--seeds", type=parse_seeds, default="0-0", help="e.g. 0-4 or 0,3,7-9")
     parser.add_argument("--out", default=None)
     parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch", "auto"),
                         help="environment implementation (the recorded figures used gymnasium's)")
@@ -35,11 +36,10 @@ def main() -> None:
     parser.add_argument("--hp", type=json.loads, default={}, help="hyperparameters over the preset, as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lo, _, hi = args.seeds.partition("-")
     root = tempfile.mkdtemp(prefix="bench_dqn_classic_")
     rows = []
     for env_id in args.envs.split(","):
-        for seed in range(int(lo), int(hi or lo) + 1):
+        for seed in args.seeds:
             steps = preset_total_steps("dqn", env_id)
             t0 = time.perf_counter()
             agent = DQN(env_id, seed=seed, checkpoint_interval=0, backend=args.backend, **args.hp)

@@ -20,12 +20,13 @@ import torch
 
 def main() -> None:
     from agents import AGENTS
+    from agents.cli import parse_seeds
     from rlcore import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("algo", choices=sorted(AGENTS))
     parser.add_argument("env_id")
-    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--seeds", type=parse_seeds, default="0-4", help="e.g. 0-4 or 0,3,7-9")
     parser.add_argument("--budget", type=int, default=500_000)
     parser.add_argument("--target", type=float, default=475)
     parser.add_argument("--eval-every", type=int, default=10_000)
@@ -36,10 +37,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lo, _, hi = args.seeds.partition("-")
     root = tempfile.mkdtemp(prefix=f"bench_{args.algo}_")
     rows = []
-    for seed in range(int(lo), int(hi or lo) + 1):
+    for seed in args.seeds:
         agent = AGENTS[args.algo](args.env_id, seed=seed, backend=args.backend, device=args.device,
                                    **args.hp)
         agent.learn(args.budget, run_dir=f"{root}/{seed}", progress=False, eval_every=args.eval_every,

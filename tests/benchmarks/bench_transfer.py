@@ -21,19 +21,19 @@ import torch
 
 def main() -> None:
     from agents import PPO
+    from agents.cli import parse_seeds
     from rlcore import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("env_id")
-    parser.add_argument("--seeds", default="1-2")
+    parser.add_argument("--seeds", type=parse_seeds, default="1-2", help="e.g. 1-2 or 0,3,7-9")
     parser.add_argument("--budget", type=int, default=2_000_000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--hp", type=json.loads, default={}, help="hyperparameters over the preset, as JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    lo, _, hi = args.seeds.partition("-")
     root = tempfile.mkdtemp(prefix="bench_transfer_")
-    for seed in range(int(lo), int(hi or lo) + 1):
+    for seed in args.seeds:
         agent = PPO(args.env_id, seed=seed, backend="torch", checkpoint_interval=0, **args.hp)
         start = time.perf_counter()
         agent.learn(args.budget, run_dir=f"{root}/{seed}", progress=False)
