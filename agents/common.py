@@ -421,7 +421,8 @@ class TrainingRun:
         if samples:  # a text environment's last round: prompts, completions and rewards as a markdown table
             self.logger.text("text/samples", samples_table(samples), step)
             self.agent.samples = None
-        self.bar.update(step, sps, self.stats_env.recent_mean_return() if self.stats_env else None)
+        if self.bar.enabled:  # the recent mean return costs a sync
+            self.bar.update(step, sps, self.stats_env.recent_mean_return() if self.stats_env else None)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
         self.interrupt.__exit__()
@@ -648,6 +649,10 @@ class BackgroundRollout:
         self.pending = False  # a round is collected and not yet taken
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        # The tensors `sync` copies, listed once (listing them costs more than copying them): the
+        # policies' parameters and buffers, which loading and optimiser steps change in place.
+        self._weights = ([*self.policy.parameters(), *self.policy.buffers()],
+                         [*agent.policy.parameters(), *agent.policy.buffers()])
 
     @property
     def obs(self) -> torch.Tensor:
@@ -657,28 +662,28 @@ class BackgroundRollout:
     def obs(self, value: torch.Tensor) -> None:
         self.agent.obs = value
 
-    def _collect(self) -> None:
+    def collect_now(self) -> None:
+        """Collect the next round in this thread (`take` then hands it over)."""
         self.global_step = self.agent.global_step
         collect(self, self.config.gamma, self.config.gae_lambda)
         self.pending = True
 
     def _run(self) -> None:
         try:
-            self._collect()
+            self.collect_now()
         except BaseException as e:  # re-raised in the learner's thread by `wait`
             self._error = e
 
     def sync(self) -> None:
         """Give the collector's policy the learner's current weights."""
         with torch.no_grad():
-            for mine, theirs in zip(self.policy.state_dict().values(), self.agent.policy.state_dict().values()):
-                mine.copy_(theirs)
+            torch._foreach_copy_(*self._weights)
 
     def take(self) -> None:
         """Make the collected round (collected now if none is) the agent's rollout: its buffer,
         steps, round statistics and samples, and the KL controller's update."""
         if not self.pending:
-            self._collect()
+            self.collect_now()
         agent = self.agent
         agent.buffer, self.buffer = self.buffer, agent.buffer
         agent.global_step = self.global_step
@@ -705,13 +710,21 @@ class BackgroundRollout:
         self.sync()
 
     @contextlib.contextmanager
-    def split_threads(self) -> Iterator[None]:
-        """On a CPU the collector and the learner each get half the torch threads (at least one)."""
+    def split_threads(self) -> Iterator[Callable[[bool], None]]:
+        """Yields `split(beside)`: on a CPU, while a round is collected beside the update, the
+        collector and the learner each get half the torch threads (at least one); the first round
+        and the last update, which run alone, get all of them. The count changes only at those two
+        ends: the learner switching back and forth every round left its idle OpenMP workers
+        spinning on the collector's cores, and the run was slower for it."""
         threads = torch.get_num_threads()
-        if self.device.type == "cpu":
-            torch.set_num_threads(max(threads // 2, 1))
+
+        def split(beside: bool) -> None:
+            n = max(threads // 2, 1) if beside and self.device.type == "cpu" else threads
+            if torch.get_num_threads() != n:
+                torch.set_num_threads(n)
+
         try:
-            yield
+            yield split
         finally:
             torch.set_num_threads(threads)
 

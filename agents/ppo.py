@@ -426,13 +426,15 @@ class PPO(Agent):
         Ctrl-C see a consistent agent (the collected round goes into the checkpoint)."""
         rollouts = self.rollouts
         rollouts.sync()  # the learner's weights may have been loaded since the collector copied them
-        with rollouts.split_threads():
+        with rollouts.split_threads() as split:
             try:
                 while self.global_step < total_steps:
                     with run.timing.phase("rollout"):
-                        rollouts.take()
+                        rollouts.take()  # the first round is collected here, alone
+                    overlap = self.global_step < total_steps  # else this is the last update: nothing to collect
+                    split(overlap)
                     with run.timing.phase("update"):
-                        if self.global_step < total_steps:
+                        if overlap:
                             rollouts.start()
                         stats = self._update()
                     with run.timing.phase("rollout"):  # waiting for the background round

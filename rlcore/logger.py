@@ -75,6 +75,10 @@ class ProgressBar:
         self.bar = tqdm(total=total_steps, initial=initial, unit="step", dynamic_ncols=True,
                         disable=not enabled, file=sys.stdout, mininterval=1.0)
 
+    @property
+    def enabled(self) -> bool:
+        return not self.bar.disable
+
     def update(self, step: int, sps: float, mean_return: float | None) -> None:
         self.bar.update(step - self.bar.n)
         ret = "n/a" if mean_return is None else f"{mean_return:.1f}"

@@ -154,6 +154,27 @@ def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_p
         PPO("CartPole-v1", async_rollout=True, compile=True)
 
 
+
+def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path: Path, monkeypatch):
+    """The first round (nothing to overlap it with) and the last update (nothing left to collect)
+    get every torch thread; each round collected beside an update, and that update, get half."""
+    import agents.common as common
+
+    seen = {"collect": [], "update": []}
+    collect = common.collect
+    monkeypatch.setattr(common, "collect", lambda *a: (seen["collect"].append(torch.get_num_threads()), collect(*a)))
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
+    update = agent._update
+    monkeypatch.setattr(agent, "_update", lambda: (seen["update"].append(torch.get_num_threads()), update())[1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        agent.learn(4 * 128, run_dir=tmp_path, progress=False)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4]}
+
 def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tmp_path: Path):
     from envs import ObservationNormalization
 
