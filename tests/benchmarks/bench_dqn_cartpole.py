@@ -24,10 +24,7 @@ import time
 
 import torch
 
-
-def parse_seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
+from agents.cli import parse_seeds
 
 
 def ours(seed: int, run_root: str, backend: str) -> dict:
@@ -80,8 +77,8 @@ def sb3(seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0-4")
-    parser.add_argument("--sb3-seeds", default="0-4")
+    parser.add_argument("--seeds", type=parse_seeds, default="0-4", help="e.g. 0-4 or 0,3,7-9")
+    parser.add_argument("--sb3-seeds", type=parse_seeds, default="0-4")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both libraries")
     parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch"),
@@ -91,10 +88,10 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="bench_dqn_")
     rows = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                        f"torch {torch.__version__}, python {platform.python_version()}", "ours": [], "sb3": []}
-    for seed in parse_seeds(args.sb3_seeds):
+    for seed in args.sb3_seeds:
         rows["sb3"].append(sb3(seed))
         print("sb3 ", json.dumps(rows["sb3"][-1]), flush=True)
-    for seed in parse_seeds(args.seeds):
+    for seed in args.seeds:
         rows["ours"].append(ours(seed, root, args.backend))
         print("ours", json.dumps(rows["ours"][-1]), flush=True)
     for name in ("ours", "sb3"):

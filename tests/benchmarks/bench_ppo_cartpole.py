@@ -29,17 +29,13 @@ from pathlib import Path
 import torch
 
 from agents.bench import FAST_CARTPOLE_PPO, ours_ppo_cartpole, sb3_ppo_cartpole
-
-
-def parse_seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
+from agents.cli import parse_seeds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0-4")
-    parser.add_argument("--sb3-seeds", default="0-2")
+    parser.add_argument("--seeds", type=parse_seeds, default="0-4", help="e.g. 0-4 or 0,3,7-9")
+    parser.add_argument("--sb3-seeds", type=parse_seeds, default="0-2")
     parser.add_argument("--out", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="gymnasium", choices=("gymnasium", "torch"))
@@ -52,10 +48,10 @@ def main() -> None:
     rows = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} torch thread(s), "
                        f"torch {torch.__version__}", "backend": args.backend,
             "settings": settings or "preset", "ours": [], "sb3": []}
-    for seed in parse_seeds(args.sb3_seeds):
+    for seed in args.sb3_seeds:
         rows["sb3"].append(sb3_ppo_cartpole(seed))
         print("sb3 ", json.dumps(rows["sb3"][-1]), flush=True)
-    for seed in parse_seeds(args.seeds):
+    for seed in args.seeds:
         rows["ours"].append(ours_ppo_cartpole(seed, 100_000, Path(root), args.backend, args.eval_every, settings))
         print("ours", json.dumps(rows["ours"][-1]), flush=True)
     sb3_wall = statistics.median(r["wall_time"] for r in rows["sb3"])
