@@ -662,15 +662,14 @@ class BackgroundRollout:
     def obs(self, value: torch.Tensor) -> None:
         self.agent.obs = value
 
-    def collect_now(self) -> None:
-        """Collect the next round in this thread (`take` then hands it over)."""
+    def _collect(self) -> None:
         self.global_step = self.agent.global_step
         collect(self, self.config.gamma, self.config.gae_lambda)
         self.pending = True
 
     def _run(self) -> None:
         try:
-            self.collect_now()
+            self._collect()
         except BaseException as e:  # re-raised in the learner's thread by `wait`
             self._error = e
 
@@ -683,7 +682,7 @@ class BackgroundRollout:
         """Make the collected round (collected now if none is) the agent's rollout: its buffer,
         steps, round statistics and samples, and the KL controller's update."""
         if not self.pending:
-            self.collect_now()
+            self._collect()
         agent = self.agent
         agent.buffer, self.buffer = self.buffer, agent.buffer
         agent.global_step = self.global_step
