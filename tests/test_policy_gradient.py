@@ -154,7 +154,6 @@ def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_p
         PPO("CartPole-v1", async_rollout=True, compile=True)
 
 
-
 def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path: Path, monkeypatch):
     """The first round (nothing to overlap it with) and the last update (nothing left to collect)
     get every torch thread; each round collected beside an update, and that update, get half."""
@@ -174,6 +173,7 @@ def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path
     finally:
         torch.set_num_threads(threads)
     assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4]}
+
 
 def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tmp_path: Path):
     from envs import ObservationNormalization
