@@ -84,9 +84,7 @@ class A2C(Agent):
     def _update(self) -> dict[str, torch.Tensor]:
         """One gradient step on the whole rollout."""
         cfg, b = self.config, self.buffer
-        if cfg.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.learning_rate * max(1.0 - self.global_step / max(self.total_steps, 1), 0.0)
+        self.anneal_learning_rate()
         logprob, entropy, value = self.policy.evaluate_actions(b.obs.flatten(0, 1), b.actions.flatten(0, 1))
         advantages = b.advantages.view(-1)
         if cfg.normalize_advantage:

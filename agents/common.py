@@ -835,6 +835,16 @@ class Agent:
         self.obs: torch.Tensor | None = None  # the observation the next step acts on
         self.nan_guard = NanGuard(self.device)
 
+    def progress_left(self) -> float:
+        """1 at the start of the run, falling linearly to 0 at `total_steps`: what annealed settings scale by."""
+        return max(1.0 - self.global_step / max(self.total_steps, 1), 0.0)
+
+    def anneal_learning_rate(self) -> None:
+        """With `anneal_lr`, the optimiser's step size falls linearly from `learning_rate` to 0 over the run."""
+        if self.config.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.learning_rate * self.progress_left()
+
     def replay_state(self) -> dict[str, Any] | None:
         """The replay buffer's contents for a training checkpoint; None for agents without one."""
         return None

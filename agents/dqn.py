@@ -35,7 +35,9 @@ from rlcore.schedules import linear_schedule
 @dataclass
 class DQNConfig:
     learning_rate: float = 1e-4
-    """Adam step size."""
+    """Adam step size (annealed linearly to 0 when anneal_lr)."""
+    anneal_lr: bool = False
+    """Decay the step size linearly to 0 over the run, so the final Q-function settles instead of chasing its targets."""
     buffer_size: int = 100_000
     """Replay capacity in transitions (all environment copies together)."""
     learning_starts: int = 1_000
@@ -236,6 +238,7 @@ class DQN(Agent):
         sampling distribution after every step, so it samples one batch at a time.
         """
         cfg = self.config
+        self.anneal_learning_rate()
         if cfg.prioritized:
             for _ in range(cfg.gradient_steps):
                 batch = self.buffer.sample(cfg.batch_size)
@@ -288,7 +291,8 @@ class DQN(Agent):
                             hard_update(self.q_target, self.q)
                         else:
                             polyak_update(self.q_target, self.q, cfg.tau)
-                if run.step_done({**stats, "charts/epsilon": epsilon}):
+                lr = self.optimizer.param_groups[0]["lr"]
+                if run.step_done({**stats, "charts/epsilon": epsilon, "charts/learning_rate": lr}):
                     break
         return self
 

@@ -352,12 +352,8 @@ class PPO(Agent):
 
     def _update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
-        progress = self.global_step / max(self.total_steps, 1)
-        frac = max(1.0 - progress, 0.0)
-        if cfg.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = frac * cfg.learning_rate
-        clip_range = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
+        self.anneal_learning_rate()
+        clip_range = cfg.clip_range * self.progress_left() if cfg.anneal_clip_range else cfg.clip_range
         num_minibatches = cfg.n_steps * (self.env.num_envs // self.members) // cfg.batch_size
         sequences = getattr(self.policy, "sequence_level", False)  # a language model scores whole episodes
         captured = (cfg.cuda_graph and self.device.type == "cuda" and not sequences and self.rollouts is None

@@ -150,7 +150,7 @@ def test_list_shows_agents_hyperparameters_and_presets(capsys):
     dqn = out[out.index("dqn  ("):out.index("ppo  (")]
     for flag in ("--learning-rate", "--buffer-size", "--double", "--hidden-sizes"):
         assert flag in dqn
-    assert "Adam step size." in dqn  # field docstrings are the help text
+    assert "Gradient-norm clip." in dqn  # field docstrings are the help text
     presets = next(line for line in dqn.splitlines() if line.strip().startswith("presets:"))
     assert "CartPole-v1" in presets and "ALE/Pong-v5" in presets
     assert "\n  CartPole-v1\n" in out  # the environment listing

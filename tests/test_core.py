@@ -157,7 +157,7 @@ def test_every_dqn_field_is_documented():
     docs = field_docs(DQNConfig)
     missing = [f.name for f in dataclasses.fields(DQNConfig) if not docs.get(f.name, "").strip()]
     assert not missing, f"fields without a docstring: {missing}"
-    assert docs["learning_rate"] == "Adam step size."
+    assert docs["learning_rate"] == "Adam step size (annealed linearly to 0 when anneal_lr)."
 
 
 # ----- checkpoints -------------------------------------------------------------------------

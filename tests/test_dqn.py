@@ -20,7 +20,7 @@ SMALL = dict(learning_starts=200, train_freq=2, gradient_steps=1, target_update_
 OPTIONS = [
     {},
     {"double": True, "dueling": True, "n_step": 3, "prioritized": True},
-    {"tau": 0.05, "target_update_interval": 2, "normalize_obs": True},
+    {"tau": 0.05, "target_update_interval": 2, "normalize_obs": True, "anneal_lr": True},
 ]
 
 
@@ -80,6 +80,17 @@ def test_target_stays_fixed_and_online_net_moves_between_hard_updates(tmp_path: 
     assert all(torch.equal(a, b) for a, b in zip(target_before, list(agent.q_target.parameters())))
     assert any(not torch.equal(a, b) for a, b in zip(online_before, list(agent.q.parameters())))
     assert all(p.grad is None for p in agent.q_target.parameters())
+
+
+def test_anneal_lr_decays_the_step_size_linearly_to_zero(tmp_path: Path):
+    annealed = DQN("CartPole-v1", **SMALL, anneal_lr=True, learning_rate=1e-3, seed=0)
+    annealed.learn(1_000, run_dir=tmp_path / "a", progress=False)
+    assert annealed.optimizer.param_groups[0]["lr"] == 0.0  # the last update ran at step 1,000 of 1,000
+    annealed.global_step = 250
+    annealed._train()
+    assert annealed.optimizer.param_groups[0]["lr"] == pytest.approx(0.75e-3)
+    constant = DQN("CartPole-v1", **SMALL, learning_rate=1e-3, seed=0).learn(1_000, run_dir=tmp_path / "b", progress=False)
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-3
 
 
 def test_dueling_head_is_mean_centred():
