@@ -1,10 +1,11 @@
 """Stable-Baselines3's own DQN with rl-baselines3-zoo's hyperparameters, on this machine's gymnasium: the
 reference for "DQN at the zoo's budgets" (the zoo's table is one run; what does its recipe give per seed?).
 
-    python tests/benchmarks/bench_sb3_zoo_dqn.py MountainCar-v0|Acrobot-v1 [--seeds 0-3] [--out FILE]
+    python tests/benchmarks/bench_sb3_zoo_dqn.py MountainCar-v0|Acrobot-v1|LunarLander-v3 [--seeds 0-3] [--out FILE]
 
 Trains each seed for the zoo's budget, then evaluates the final model greedily over 50 episodes seeded
-1000 + seed, as `bench_dqn_classic.py` does for ours. Needs the `bench` extra (SB3). One torch thread.
+1000 + seed, as `bench_dqn_classic.py` does for ours. Needs the `bench` extra (SB3); LunarLander the `box2d`
+extra too. One torch thread.
 Prints one JSON line per seed; `--out` also writes them as a JSON list.
 """
 
@@ -26,6 +27,11 @@ ZOO = {
                               "gamma": 0.99, "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1,
                               "exploration_fraction": 0.12, "exploration_final_eps": 0.1,
                               "policy_kwargs": {"net_arch": [256, 256]}}},
+    "LunarLander-v3": {"n_timesteps": 100_000,  # the zoo's LunarLander-v2 entry (v3 only fixed bugs in the dynamics)
+                       "kwargs": {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
+                                  "gamma": 0.99, "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1,
+                                  "exploration_fraction": 0.12, "exploration_final_eps": 0.1,
+                                  "policy_kwargs": {"net_arch": [256, 256]}}},
     "MountainCar-v0": {"n_timesteps": 120_000,
                        "kwargs": {"learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000,
                                   "learning_starts": 1_000, "gamma": 0.98, "target_update_interval": 600,
