@@ -7,8 +7,15 @@ import contextlib
 import copy
 import dataclasses
 import json
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -662,14 +669,15 @@ class BackgroundRollout:
     def obs(self, value: torch.Tensor) -> None:
         self.agent.obs = value
 
-    def _collect(self) -> None:
+    def collect(self) -> None:
+        """Collect the next round here and now (`start` collects it in a thread)."""
         self.global_step = self.agent.global_step
         collect(self, self.config.gamma, self.config.gae_lambda)
         self.pending = True
 
     def _run(self) -> None:
         try:
-            self._collect()
+            self.collect()
         except BaseException as e:  # re-raised in the learner's thread by `wait`
             self._error = e
 
@@ -682,7 +690,7 @@ class BackgroundRollout:
         """Make the collected round (collected now if none is) the agent's rollout: its buffer,
         steps, round statistics and samples, and the KL controller's update."""
         if not self.pending:
-            self._collect()
+            self.collect()
         agent = self.agent
         agent.buffer, self.buffer = self.buffer, agent.buffer
         agent.global_step = self.global_step
@@ -709,16 +717,18 @@ class BackgroundRollout:
         self.sync()
 
     @contextlib.contextmanager
-    def split_threads(self) -> Iterator[Callable[[bool], None]]:
+    def split_threads(self, learner_threads: int | None = None) -> Iterator[Callable[[bool], None]]:
         """Yields `split(beside)`: on a CPU, while a round is collected beside the update, the
-        collector and the learner each get half the torch threads (at least one); the first round
-        and the last update, which run alone, get all of them. The count changes only at those two
+        collector and the learner each get half the torch threads (at least one), or the learner
+        `learner_threads` and this process the rest (a `LearnerProcess`); the first round and the
+        last update, which run alone, get all of them. The count changes only at those two
         ends: the learner switching back and forth every round left its idle OpenMP workers
         spinning on the collector's cores, and the run was slower for it."""
         threads = torch.get_num_threads()
+        beside_threads = max(threads - learner_threads if learner_threads else threads // 2, 1)
 
         def split(beside: bool) -> None:
-            n = max(threads // 2, 1) if beside and self.device.type == "cpu" else threads
+            n = beside_threads if beside and self.device.type == "cpu" else threads
             if torch.get_num_threads() != n:
                 torch.set_num_threads(n)
 
@@ -743,6 +753,160 @@ class BackgroundRollout:
             self.global_step, self.rollout_stats, self.samples = state["global_step"], state["rollout_stats"], state["samples"]
             if self.kl_controller is not None:
                 self.kl_controller.pending = state["kl_update"]
+
+
+def learner_process_available(agent: Any) -> bool:
+    """Whether `async_rollout` runs its updates in a `LearnerProcess`: on a CPU where processes fork
+    (Linux) and /dev/shm can hold the weights and rollouts. On an accelerator the update's kernels
+    run beside the collector thread's anyway, and a process holding CUDA cannot fork. A container's
+    /dev/shm is often small (Docker: 64 MB): then the update stays in this process, with a warning."""
+    if agent.device.type != "cpu" or not sys.platform.startswith("linux"):
+        return False
+    buffers = (agent.buffer, agent.rollouts.buffer)
+    tensors = [*agent.policy.parameters(), *agent.policy.buffers(), *(getattr(b, n) for b in buffers for n in b._TENSORS)]
+    needed = sum(t.untyped_storage().nbytes() for t in tensors if not t.is_shared())
+    try:
+        stat = os.statvfs("/dev/shm")
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = 0
+    if needed > free // 2:  # leave room for everything else there
+        warnings.warn(f"async_rollout: /dev/shm has {free / 2**20:.0f} MB free and the learner process needs "
+                      f"{needed / 2**20:.0f} MB of shared memory, so updates run beside the collector in this process "
+                      "(slower on a CPU: they share Python's GIL). Give it more, e.g. docker run --shm-size=2g.",
+                      RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+class LearnerProcess:
+    """`async_rollout` on a CPU: each update runs in a child process, forked when `learn` starts,
+    while this process collects the next round (`BackgroundRollout.collect`).
+
+    Why a process: in one process the collector thread and the update contend for Python's GIL,
+    each making thousands of small torch calls a round. Measured on a 2-core CPU with the tiny
+    GPT-2 of `rl pretrain-lm`, one torch thread each: the update took 22% longer beside the
+    collector thread than alone, and no longer beside a process doing the same collection
+    (beside a thread doing nothing but large matmuls, also no longer: the cost is the GIL, not the cores).
+
+    Nothing large crosses the pipe. Before the fork the policy's parameters and buffers, both
+    rollout buffers and the NaN guard's record move to shared memory, so the child's optimiser
+    steps change this process's weights in place. Per update this process sends the buffer's
+    index and flags, the step count and the KL coefficient; the child returns the update's
+    statistics, the update count and the minibatch generator's state. The optimiser's state
+    stays in the child until `pull` copies it back (before a checkpoint, and when `learn` ends).
+
+    The child runs one torch thread: GNU OpenMP is not fork-safe, and a forked child entering a
+    parallel region of several threads hangs. It ignores Ctrl-C (this process handles it: the update
+    in flight finishes, then the checkpoint is saved) and leaves by `os._exit`, never running
+    this process's exit handlers (the TensorBoard writers').
+    """
+
+    threads = 1
+
+    def __init__(self, agent: Any):
+        self.agent = agent
+        self.buffers = [agent.buffer, agent.rollouts.buffer]
+        for buffer in self.buffers:
+            buffer.share_memory_()
+        agent.policy.share_memory()
+        agent.nan_guard.first.share_memory_()
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        # Hugging Face tokenizers warn at every fork once they have used threads, unless this is set.
+        quiet = "TOKENIZERS_PARALLELISM" not in os.environ
+        if quiet:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            self._process = context.Process(target=self._serve, args=(child,), name="learner", daemon=True)
+            self._process.start()
+        finally:
+            if quiet:
+                del os.environ["TOKENIZERS_PARALLELISM"]
+            child.close()
+        self.busy = False
+
+    # ----- this process ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Update on `agent.buffer` in the child; `wait` returns the statistics."""
+        agent = self.agent
+        coef = agent.kl_controller.coef if getattr(agent, "kl_controller", None) is not None else None
+        index = next(i for i, b in enumerate(self.buffers) if b is agent.buffer)
+        self._send(("update", index, agent.buffer.flags(), agent.global_step, coef))
+        self.busy = True
+
+    def wait(self) -> dict[str, Any]:
+        self.busy = False
+        stats, self.agent.num_updates, shuffle = self._receive()
+        self.agent.rollouts.shuffle.set_state(torch.frombuffer(bytearray(shuffle), dtype=torch.uint8))
+        stats = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in stats.items()}
+        return {**stats, **self.agent.rollout_stats}
+
+    def pull(self) -> None:
+        """Copy the child's optimiser state here (a checkpoint, or the end of `learn`)."""
+        if self.busy:
+            self.wait()
+        self._send(("state",))
+        self.agent.optimizer.load_state_dict(self._receive())
+
+    def close(self) -> None:
+        """Let the update in flight finish, copy the optimiser state here, stop the child (killed if
+        any of that fails: it died, or its update raised)."""
+        try:
+            self.pull()
+            self._send(("stop",))
+            self._process.join(10)
+        finally:
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._conn.close()
+
+    def _send(self, message: tuple) -> None:
+        self._conn.send_bytes(pickle.dumps(message))
+
+    def _receive(self) -> Any:
+        try:
+            kind, value = pickle.loads(self._conn.recv_bytes())
+        except EOFError:
+            self._process.join(1)
+            raise RuntimeError(f"The learner process of async_rollout ended unexpectedly (exit code "
+                               f"{self._process.exitcode}); the last checkpoint is the one to resume from.") from None
+        if kind == "error":
+            raise value
+        return value
+
+    # ----- the child ---------------------------------------------------------------------------
+    def _serve(self, conn: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        torch.set_num_threads(self.threads)
+        agent = self.agent
+        agent.rollout_stats = {}  # this process's are added to the statistics by `wait`
+        try:
+            while True:
+                message = pickle.loads(conn.recv_bytes())
+                if message[0] == "stop":
+                    break
+                try:
+                    if message[0] == "state":
+                        reply = agent.optimizer.state_dict()
+                    else:
+                        _, index, flags, agent.global_step, coef = message
+                        agent.buffer = self.buffers[index]
+                        agent.buffer.set_flags(flags)
+                        if coef is not None:
+                            agent.kl_controller.coef = coef
+                        # Numbers and bytes, not tensors: unpickling a tensor costs a torch.load (0.2 ms each).
+                        stats = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in agent._update().items()}
+                        reply = (stats, agent.num_updates, agent.rollouts.shuffle.get_state().numpy().tobytes())
+                    conn.send_bytes(pickle.dumps(("done", reply)))
+                except Exception as e:
+                    try:
+                        conn.send_bytes(pickle.dumps(("error", e)))
+                    except Exception:  # an error that does not pickle: its text
+                        conn.send_bytes(pickle.dumps(("error", RuntimeError(traceback.format_exc()))))
+        finally:
+            os._exit(0)
 
 
 class _DeferredKL:

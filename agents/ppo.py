@@ -11,6 +11,7 @@ the update epochs, the learn loop), saving and loading. The policy is any module
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +25,12 @@ import torch
 from agents.common import (
     Agent,
     BackgroundRollout,
+    LearnerProcess,
     PolicyConfig,
     TrainingRun,
     collect,
     is_text_env,
+    learner_process_available,
     make_actor_critic,
     make_rollout_buffer,
     policy_predict,
@@ -242,6 +245,7 @@ class PPO(Agent):
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
         self._captured: _CapturedGradients | None = None  # cuda_graph on CUDA: captured at the first minibatch
         self.rollouts = None
+        self._learner: LearnerProcess | None = None  # async_rollout's updates on a CPU, while `learn` runs
         if cfg.async_rollout:
             self.rollouts = BackgroundRollout(self)
             self.checkpoint_state = (*self.checkpoint_state, "rollouts")
@@ -268,6 +272,7 @@ class PPO(Agent):
         weights, optimiser state and counters), e.g. to evaluate or save it; `self` with one seed."""
         if self.members == 1:
             return self
+        self.pull_learner_state()
         saved = rng_state()  # building an agent reseeds the global RNGs; training must not notice
         try:
             agent = PPO(self.env_id, **{**dataclasses.asdict(self.config), "seed": self.seeds[m]})
@@ -287,7 +292,13 @@ class PPO(Agent):
     def save(self, path: str | Path, include_buffer: bool = False) -> Path:
         if self.members > 1:
             raise ValueError(f"This PPO trains {self.members} seeds at once: save each with agent.member(i).save(path).")
+        self.pull_learner_state()
         return super().save(path, include_buffer)
+
+    def pull_learner_state(self) -> None:
+        """Mid-run with async_rollout on a CPU the optimiser's state is the learner process's: copy it here."""
+        if self._learner is not None:
+            self._learner.pull()
 
     # ----- acting -------------------------------------------------------------------------
     def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
@@ -418,24 +429,44 @@ class PPO(Agent):
 
     def _learn_async(self, run: TrainingRun, total_steps: int) -> None:
         """`learn` with async_rollout: round k + 1 is collected (by the weights before update k) while
-        update k runs. Between updates nothing runs in the background, so logging, checkpoints and
-        Ctrl-C see a consistent agent (the collected round goes into the checkpoint)."""
+        update k runs: on a CPU the round here and the update in a `LearnerProcess`, elsewhere the
+        update here and the round in a thread. Between updates nothing else runs, so logging,
+        checkpoints and Ctrl-C see a consistent agent (the collected round goes into the checkpoint)."""
         rollouts = self.rollouts
         rollouts.sync()  # the learner's weights may have been loaded since the collector copied them
-        with rollouts.split_threads() as split:
+        learner = LearnerProcess(self) if learner_process_available(self) else None
+        self._learner = learner
+        with rollouts.split_threads(learner.threads if learner else None) as split:
             try:
                 while self.global_step < total_steps:
                     with run.timing.phase("rollout"):
                         rollouts.take()  # the first round is collected here, alone
                     overlap = self.global_step < total_steps  # else this is the last update: nothing to collect
                     split(overlap)
-                    with run.timing.phase("update"):
+                    if learner is not None:
+                        learner.start()
                         if overlap:
-                            rollouts.start()
-                        stats = self._update()
-                    with run.timing.phase("rollout"):  # waiting for the background round
+                            with run.timing.phase("rollout"):
+                                rollouts.collect()
+                        with run.timing.phase("update"):  # waiting for the update
+                            stats = learner.wait()
+                    else:
+                        with run.timing.phase("update"):
+                            if overlap:
+                                rollouts.start()
+                            stats = self._update()
+                    with run.timing.phase("rollout"):  # waiting for the background round (a thread's)
                         rollouts.wait()
                     if run.step_done(stats):
                         break
+            except BaseException:
+                if learner is not None:
+                    with contextlib.suppress(Exception):  # the error on its way is the one to report
+                        learner.close()
+                raise
+            else:
+                if learner is not None:
+                    learner.close()
             finally:
+                self._learner = None
                 rollouts.wait(raise_error=False)

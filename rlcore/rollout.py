@@ -216,15 +216,28 @@ class RolloutBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """The stored rollout (a rollout collected but not yet trained on goes into a checkpoint)."""
-        return {**{name: getattr(self, name).clone() for name in self._TENSORS}, "pos": self._pos,
-                "computed": self._computed, "has_mask": self.has_mask, "has_ref_logprobs": self.has_ref_logprobs}
+        return {**{name: getattr(self, name).clone() for name in self._TENSORS}, **self.flags()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._TENSORS:
             self._check_shape(name, state[name], tuple(getattr(self, name).shape))
             getattr(self, name).copy_(state[name])
-        self._pos, self._computed = int(state["pos"]), bool(state["computed"])
-        self.has_mask, self.has_ref_logprobs = bool(state["has_mask"]), bool(state["has_ref_logprobs"])
+        self.set_flags(state)
+
+    def flags(self) -> dict[str, Any]:
+        """What the buffer holds besides its tensors: with `share_memory_`, what another process needs to read it."""
+        return {"pos": self._pos, "computed": self._computed, "has_mask": self.has_mask,
+                "has_ref_logprobs": self.has_ref_logprobs}
+
+    def set_flags(self, flags: dict[str, Any]) -> None:
+        self._pos, self._computed = int(flags["pos"]), bool(flags["computed"])
+        self.has_mask, self.has_ref_logprobs = bool(flags["has_mask"]), bool(flags["has_ref_logprobs"])
+
+    def share_memory_(self) -> "RolloutBuffer":
+        """Move the tensors to shared memory, in place: a process forked afterwards reads what this one writes."""
+        for name in self._TENSORS:
+            getattr(self, name).share_memory_()
+        return self
 
     def __len__(self) -> int:
         """Transitions stored so far (``steps * num_envs``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -154,11 +155,15 @@ def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_p
         PPO("CartPole-v1", async_rollout=True, compile=True)
 
 
-def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("learner", ["thread", "process"])
+def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path: Path, monkeypatch, learner):
     """The first round (nothing to overlap it with) and the last update (nothing left to collect)
-    get every torch thread; each round collected beside an update, and that update, get half."""
+    get every torch thread; each round collected beside an update, and that update, get half. A
+    learner process (a fork: one thread, see LearnerProcess) leaves the collector the rest."""
     import agents.common as common
+    import agents.ppo as ppo
 
+    monkeypatch.setattr(ppo, "learner_process_available", lambda agent: learner == "process")
     seen = {"collect": [], "update": []}
     collect = common.collect
     monkeypatch.setattr(common, "collect", lambda *a: (seen["collect"].append(torch.get_num_threads()), collect(*a)))
@@ -172,7 +177,85 @@ def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(threads)
-    assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4]}
+    if learner == "thread":
+        assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4]}
+    else:  # the updates ran in the child, where this list is not
+        assert seen == {"collect": [4, 3, 3, 3], "update": []} and common.LearnerProcess.threads == 1
+
+
+def test_a_learner_process_trains_as_the_thread_does_and_its_optimiser_state_reaches_checkpoints(tmp_path: Path,
+                                                                                              monkeypatch):
+    """On a CPU async_rollout updates in a forked process: the same weights and optimiser state as
+    updating in this process (the collector in a thread), and a checkpoint taken mid-run holds the
+    child's optimiser state (resuming it ends at the same weights)."""
+    import agents.ppo as ppo
+
+    config = {**AGENTS["ppo"][1], "seed": 5, "async_rollout": True, "checkpoint_interval": 512}
+    monkeypatch.setattr(ppo, "learner_process_available", lambda agent: False)
+    thread = PPO("CartPole-v1", **config).learn(1_024, run_dir=tmp_path / "thread", progress=False)
+    monkeypatch.undo()
+    process = PPO("CartPole-v1", **config)
+    save = process.save
+
+    def keep_mid_run_checkpoint(path, include_buffer=False):
+        saved = save(path, include_buffer)
+        if process.global_step == 512 and Path(path).name == CHECKPOINT_NAME:
+            shutil.copy(saved, tmp_path / "mid_run.pt")
+        return saved
+
+    process.save = keep_mid_run_checkpoint
+    process.learn(1_024, run_dir=tmp_path / "process", progress=False)
+    assert process.num_updates == thread.num_updates == 8
+    assert all(torch.equal(x, y) for x, y in zip(_params(thread), _params(process)))
+
+    def moments(agent):
+        return [t for s in agent.optimizer.state_dict()["state"].values() for t in (s["exp_avg"], s["exp_avg_sq"])]
+
+    assert moments(process) and all(torch.equal(a, b) for a, b in zip(moments(process), moments(thread)))
+    resumed = PPO.load(tmp_path / "mid_run.pt")
+    assert resumed.global_step == 512 and resumed.rollouts.pending
+    resumed.learn(1_024, run_dir=tmp_path / "resumed", progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_params(process), _params(resumed)))
+
+
+def test_a_small_dev_shm_keeps_the_update_in_this_process_with_a_warning(tmp_path: Path, monkeypatch):
+    import agents.common as common
+    import agents.ppo as ppo
+
+    class Tiny:
+        f_bavail, f_frsize = 16, 4096  # 64 KB free
+
+    monkeypatch.setattr(common.os, "statvfs", lambda path: Tiny())
+    monkeypatch.setattr(ppo, "LearnerProcess", None)  # building one would fail the run
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
+    with pytest.warns(RuntimeWarning, match=r"/dev/shm has 0 MB free .* --shm-size"):
+        agent.learn(2 * 128, run_dir=tmp_path, progress=False)
+    assert agent.global_step == 256
+
+
+def test_an_error_in_the_learner_process_reaches_the_caller(tmp_path: Path, monkeypatch):
+    parent = os.getpid()
+    update = PPO._update
+
+    def failing(self):
+        if os.getpid() != parent and self.num_updates == 1:
+            raise ValueError("update 2 failed in the child")
+        return update(self)
+
+    monkeypatch.setattr(PPO, "_update", failing)
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
+    with pytest.raises(ValueError, match="update 2 failed in the child"):
+        agent.learn(4 * 128, run_dir=tmp_path / "a", progress=False)
+
+    def dying(self):
+        if os.getpid() != parent:
+            os._exit(3)
+        return update(self)
+
+    monkeypatch.setattr(PPO, "_update", dying)
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
+    with pytest.raises(RuntimeError, match=r"learner process of async_rollout ended unexpectedly \(exit code 3\)"):
+        agent.learn(4 * 128, run_dir=tmp_path / "b", progress=False)
 
 
 def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tmp_path: Path):
