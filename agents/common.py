@@ -625,9 +625,10 @@ def finish_text_rollout(agent: Any, gamma: float, gae_lambda: float) -> None:
 
 
 class BackgroundRollout:
-    """PPO's `async_rollout`: the next rollout is collected in a background thread while the update
-    learns from the last one, so generation and learning overlap (one update off-policy, as in
-    Noukhovitch et al. 2024, "Asynchronous RLHF"). The collector acts with its own copy of the
+    """PPO's `async_rollout`: the next rollout is collected while the update learns from the last
+    one, so generation and learning overlap (one update off-policy, as in Noukhovitch et al. 2024,
+    "Asynchronous RLHF"): in a background thread (`start`), or here (`collect`) while a
+    `LearnerProcess` runs the update (on a CPU). The collector acts with its own copy of the
     policy holding the weights from before the update in progress; the buffer keeps that policy's
     log-probabilities, so PPO's ratio corrects for the lag.
 
@@ -762,8 +763,7 @@ def learner_process_available(agent: Any) -> bool:
     /dev/shm is often small (Docker: 64 MB): then the update stays in this process, with a warning."""
     if agent.device.type != "cpu" or not sys.platform.startswith("linux"):
         return False
-    buffers = (agent.buffer, agent.rollouts.buffer)
-    tensors = [*agent.policy.parameters(), *agent.policy.buffers(), *(getattr(b, n) for b in buffers for n in b._TENSORS)]
+    tensors = [*agent.policy.parameters(), *agent.policy.buffers(), *agent.buffer.tensors(), *agent.rollouts.buffer.tensors()]
     needed = sum(t.untyped_storage().nbytes() for t in tensors if not t.is_shared())
     try:
         stat = os.statvfs("/dev/shm")

@@ -233,10 +233,13 @@ class RolloutBuffer:
         self._pos, self._computed = int(flags["pos"]), bool(flags["computed"])
         self.has_mask, self.has_ref_logprobs = bool(flags["has_mask"]), bool(flags["has_ref_logprobs"])
 
+    def tensors(self) -> list[Tensor]:
+        return [getattr(self, name) for name in self._TENSORS]
+
     def share_memory_(self) -> "RolloutBuffer":
         """Move the tensors to shared memory, in place: a process forked afterwards reads what this one writes."""
-        for name in self._TENSORS:
-            getattr(self, name).share_memory_()
+        for tensor in self.tensors():
+            tensor.share_memory_()
         return self
 
     def __len__(self) -> int:
