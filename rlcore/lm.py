@@ -129,21 +129,26 @@ class GPT2Decoder:
     dropout) run as their functional ops, the same ones their forward calls, without the module
     call around them (a tenth of a block's time at 64 rows); anything else, such as a LoRA layer,
     or any layer of a model with hooks, is called as itself. Tests hold it to the model's own
-    forward pass, outputs and gradients."""
+    forward pass, outputs and gradients.
 
-    def __init__(self, lm: nn.Module, batch: int, length: int):
+    Decoding writes each token's keys and values into a cache preallocated for the round's
+    `length` columns. A pass that records gradients (the update's) concatenates them instead: an
+    in-place write into a cache makes autograd copy the cache's whole gradient at each write, and
+    concatenating took 5% off a forward and backward pass of the tiny GPT-2 on one CPU thread."""
+
+    def __init__(self, lm: nn.Module, length: int):
         from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
         from transformers.pytorch_utils import Conv1D
 
         self.model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
         self._plain = not has_hooks(self.model)  # with hooks, every layer is called as a module so they run
         self._conv1d_type, self._mlp_type = Conv1D, GPT2MLP
-        body, c = self.model.transformer, self.model.config
-        self.heads, self.head_dim = c.n_head, c.n_embd // c.n_head
-        ref = body.wte.weight
-        self.keys = [ref.new_zeros(batch, self.heads, length, self.head_dim) for _ in body.h]
-        self.values = [torch.zeros_like(k) for k in self.keys]
+        c = self.model.config
+        self.heads, self.head_dim, self.length = c.n_head, c.n_embd // c.n_head, length
+        self.keys: list[torch.Tensor] = []  # per layer [N, heads, columns, head_dim]: the cache, or the columns so far
+        self.values: list[torch.Tensor] = []
         self.filled = 0  # columns of the cache written so far
+        self._concatenate: bool | None = None  # decided at the first call: whether it records gradients
 
     @staticmethod
     def supports(lm: nn.Module) -> bool:
@@ -168,17 +173,36 @@ class GPT2Decoder:
             itself[:, start:] = torch.eye(n, dtype=torch.bool, device=ids.device)
             allowed = (causal & allowed) | itself  # [N, n, end]
         h = body.wte(ids) + body.wpe(positions)
-        for block, k_cache, v_cache in zip(body.h, self.keys, self.values):
+        if self._concatenate is None:
+            self._concatenate = torch.is_grad_enabled()
+        for layer, block in enumerate(body.h):
             q, k, v = self._linear(block.attn.c_attn, self._norm(block.ln_1, h)).split(self.heads * self.head_dim, dim=2)
             q, k, v = (x.view(x.shape[0], n, self.heads, self.head_dim).transpose(1, 2) for x in (q, k, v))
-            k_cache[:, :, start:end] = k
-            v_cache[:, :, start:end] = v
-            a = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=allowed[:, None])
+            k, v = self._cached(layer, k, v, start, end)
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
             h = h + self._linear(block.attn.c_proj, a.transpose(1, 2).reshape(h.shape))
             h = h + self._mlp(block.mlp, self._norm(block.ln_2, h))
         self.filled = end
         hidden = self._norm(body.ln_f, h[:, -keep:])
         return self.model.lm_head(hidden), hidden
+
+    def _cached(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of columns 0..end-1 of `layer`, given those of columns start..end-1."""
+        if self._concatenate:
+            if start:
+                k, v = torch.cat((self.keys[layer], k), 2), torch.cat((self.values[layer], v), 2)
+            if len(self.keys) == layer:
+                self.keys.append(k)
+                self.values.append(v)
+            else:
+                self.keys[layer], self.values[layer] = k, v
+            return k, v
+        if len(self.keys) == layer:
+            self.keys.append(k.new_zeros(k.shape[0], self.heads, self.length, self.head_dim))
+            self.values.append(torch.zeros_like(self.keys[-1]))
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
     def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not self._plain or type(layer) is not self._conv1d_type:
@@ -296,9 +320,9 @@ class LMActorCritic(nn.Module):
         return logits[rows, last], hidden[rows, last]
 
     # ----- the ActorCritic interface ---------------------------------------------------------
-    def _decoder(self, lm: nn.Module, batch: int, length: int) -> HFDecoder | GPT2Decoder:
+    def _decoder(self, lm: nn.Module, length: int) -> HFDecoder | GPT2Decoder:
         if GPT2Decoder.supports(lm):
-            return GPT2Decoder(lm, batch, length)
+            return GPT2Decoder(lm, length)
         return HFDecoder(lm, self._cache_arg, self._keeps_logits)
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -310,7 +334,7 @@ class LMActorCritic(nn.Module):
             self._first = first = leading_pad_columns(mask[:, :P])
             prompts, rows = distinct_prompts(obs[:, :, first:P])
             length = P + self.max_new_tokens - first
-            self._decoders = [self._decoder(lm, prompts.shape[0], length) for lm in (self.lm, self.critic_lm)
+            self._decoders = [self._decoder(lm, length) for lm in (self.lm, self.critic_lm)
                               if lm is not None]
             new_ids, seen = prompts[:, 0], prompts[:, 1]
             positions = position_ids(seen)
@@ -371,7 +395,7 @@ class LMActorCritic(nn.Module):
         first = leading_pad_columns(last[:, 1, :P])
         ids, mask = last[:, 0, first:P + T - 1], last[:, 1, first:P + T - 1]
         prompts, rows = distinct_prompts(last[:, :, first:P])
-        head = self._decoder(lm, prompts.shape[0], ids.shape[1])  # as in acting: GPT-2's lean pass where it fits
+        head = self._decoder(lm, ids.shape[1])  # as in acting: GPT-2's lean pass where it fits
         if rows is None:
             return head(ids, mask, position_ids(mask), keep=T)
         logits, hidden = head(prompts[:, 0], prompts[:, 1], position_ids(prompts[:, 1]))
