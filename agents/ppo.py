@@ -69,9 +69,10 @@ class PPOConfig(PolicyConfig):
     adam_eps: float = 1e-5
     """Adam epsilon (1e-5 as in the original PPO code, not PyTorch's 1e-8)."""
     async_rollout: bool = False
-    """Collect the next rollout in a background thread while the update learns from the last one (one update
-    off-policy; the stored log-probabilities correct the ratio). Costs a second copy of the policy; on a CPU
-    the torch threads are split between the two. Pays off where acting is as costly as learning (Text-v0)."""
+    """Collect the next rollout while the update learns from the last one (one update off-policy; the stored
+    log-probabilities correct the ratio): on a CPU (Linux) the update runs in a forked learner process on one
+    torch thread, elsewhere the rollout in a background thread. Costs a second copy of the policy. Pays off
+    where acting is as costly as learning (Text-v0)."""
     cuda_graph: bool = True
     """On CUDA, capture each minibatch's update step (gather, loss, backward pass, gradient clipping) once as a
     CUDA graph and replay it: one launch instead of some 250 (the same kernels, so the same numbers). False runs
