@@ -10,8 +10,10 @@ Each mode (PPO with a value head and GAE; the critic-free group baseline with 8 
 per prompt and the KL in the loss) runs one warm-up iteration and then `--iterations` timed
 ones (a round of generation with the KV cache, the reference pass, `--epochs` epochs of updates).
 The modes `ppo_async` and `group_async` run the same with `async_rollout=True`: the loop of
-`PPO._learn_async` (take the collected round, start generating the next in a background thread,
-update, wait), so there is no split between collection and update.
+`PPO._learn_async` as it runs off a CPU (take the collected round, start generating the next in a
+background thread, update, wait), so there is no split between collection and update. On a CPU,
+`learn` runs the update in a learner process instead (`agents.common.LearnerProcess`), which this
+loop does not reproduce; `bench_lm_grpo.py` times it through `learn`.
 """
 
 from __future__ import annotations
