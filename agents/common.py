@@ -718,18 +718,17 @@ class BackgroundRollout:
         self.sync()
 
     @contextlib.contextmanager
-    def split_threads(self, learner_threads: int | None = None) -> Iterator[Callable[[bool], None]]:
+    def split_threads(self) -> Iterator[Callable[[bool], None]]:
         """Yields `split(beside)`: on a CPU, while a round is collected beside the update, the
-        collector and the learner each get half the torch threads (at least one), or the learner
-        `learner_threads` and this process the rest (a `LearnerProcess`); the first round and the
-        last update, which run alone, get all of them. The count changes only at those two
+        collector and the learner each get half the torch threads (at least one); the first round
+        and the last update, which run alone, get all of them (a `LearnerProcess` takes the count
+        this process has when the update starts). The count changes only at those two
         ends: the learner switching back and forth every round left its idle OpenMP workers
         spinning on the collector's cores, and the run was slower for it."""
         threads = torch.get_num_threads()
-        beside_threads = max(threads - learner_threads if learner_threads else threads // 2, 1)
 
         def split(beside: bool) -> None:
-            n = beside_threads if beside and self.device.type == "cpu" else threads
+            n = max(threads // 2, 1) if beside and self.device.type == "cpu" else threads
             if torch.get_num_threads() != n:
                 torch.set_num_threads(n)
 
@@ -796,13 +795,15 @@ class LearnerProcess:
     statistics, the update count and the minibatch generator's state. The optimiser's state
     stays in the child until `pull` copies it back (before a checkpoint, and when `learn` ends).
 
-    The child runs one torch thread: GNU OpenMP is not fork-safe, and a forked child entering a
-    parallel region of several threads hangs. It ignores Ctrl-C (this process handles it: the update
-    in flight finishes, then the checkpoint is saved) and leaves by `os._exit`, never running
-    this process's exit handlers (the TensorBoard writers').
+    The child runs as many torch threads as this process has when an update starts (half of them
+    beside a round being collected, all for the last update: `BackgroundRollout.split_threads`).
+    It is forked from a new thread: GNU OpenMP is not fork-safe, and a child forked from a thread
+    that has run parallel regions hangs in its first one of several threads (its pool's workers
+    do not exist in the child); a thread that never ran one has no pool to inherit. The child
+    ignores Ctrl-C (this process handles it: the update in flight finishes, then the checkpoint is
+    saved) and leaves by `os._exit`, never running this process's exit handlers (the TensorBoard
+    writers').
     """
-
-    threads = 1
 
     def __init__(self, agent: Any):
         self.agent = agent
@@ -819,7 +820,19 @@ class LearnerProcess:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
         try:
             self._process = context.Process(target=self._serve, args=(child,), name="learner", daemon=True)
-            self._process.start()
+            errors: list[BaseException] = []
+
+            def fork() -> None:
+                try:
+                    self._process.start()
+                except BaseException as e:  # raised here, in the caller's thread
+                    errors.append(e)
+
+            forking = threading.Thread(target=fork, name="fork learner")
+            forking.start()
+            forking.join()
+            if errors:
+                raise errors[0]
         finally:
             if quiet:
                 del os.environ["TOKENIZERS_PARALLELISM"]
@@ -832,7 +845,7 @@ class LearnerProcess:
         agent = self.agent
         coef = agent.kl_controller.coef if getattr(agent, "kl_controller", None) is not None else None
         index = next(i for i, b in enumerate(self.buffers) if b is agent.buffer)
-        self._send(("update", index, agent.buffer.flags(), agent.global_step, coef))
+        self._send(("update", index, agent.buffer.flags(), agent.global_step, coef, torch.get_num_threads()))
         self.busy = True
 
     def wait(self) -> dict[str, Any]:
@@ -879,7 +892,6 @@ class LearnerProcess:
     # ----- the child ---------------------------------------------------------------------------
     def _serve(self, conn: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        torch.set_num_threads(self.threads)
         agent = self.agent
         agent.rollout_stats = {}  # this process's are added to the statistics by `wait`
         try:
@@ -891,7 +903,9 @@ class LearnerProcess:
                     if message[0] == "state":
                         reply = agent.optimizer.state_dict()
                     else:
-                        _, index, flags, agent.global_step, coef = message
+                        _, index, flags, agent.global_step, coef, threads = message
+                        if torch.get_num_threads() != threads:
+                            torch.set_num_threads(threads)
                         agent.buffer = self.buffers[index]
                         agent.buffer.set_flags(flags)
                         if coef is not None:

@@ -437,7 +437,7 @@ class PPO(Agent):
         rollouts.sync()  # the learner's weights may have been loaded since the collector copied them
         learner = LearnerProcess(self) if learner_process_available(self) else None
         self._learner = learner
-        with rollouts.split_threads(learner.threads if learner else None) as split:
+        with rollouts.split_threads() as split:
             try:
                 while self.global_step < total_steps:
                     with run.timing.phase("rollout"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 import gymnasium as gym
@@ -159,7 +160,8 @@ def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_p
 def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path: Path, monkeypatch, learner):
     """The first round (nothing to overlap it with) and the last update (nothing left to collect)
     get every torch thread; each round collected beside an update, and that update, get half. A
-    learner process (a fork: one thread, see LearnerProcess) leaves the collector the rest."""
+    learner process runs its updates on several threads without hanging (it is forked from a
+    thread that never ran an OpenMP parallel region)."""
     import agents.common as common
     import agents.ppo as ppo
 
@@ -167,20 +169,33 @@ def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path
     seen = {"collect": [], "update": []}
     collect = common.collect
     monkeypatch.setattr(common, "collect", lambda *a: (seen["collect"].append(torch.get_num_threads()), collect(*a)))
+    update = PPO._update
+
+    def counted(self):  # runs in the learner process, if any: its thread count comes back with the statistics
+        torch.ones(4_000_000).exp_().sum()  # large enough for a parallel region on every thread
+        return {**update(self), "perf/threads": torch.get_num_threads()}
+
+    monkeypatch.setattr(PPO, "_update", counted)
+    step_done = common.TrainingRun.step_done
+    monkeypatch.setattr(common.TrainingRun, "step_done",
+                        lambda run, stats: (seen["update"].append(stats["perf/threads"]), step_done(run, stats))[1])
     agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
-    update = agent._update
-    monkeypatch.setattr(agent, "_update", lambda: (seen["update"].append(torch.get_num_threads()), update())[1])
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
-    try:
+
+    def train() -> None:  # in a thread that has run a parallel region, as training does before any fork
+        torch.ones(4_000_000).exp_().sum()
         agent.learn(4 * 128, run_dir=tmp_path, progress=False)
-        assert torch.get_num_threads() == 4
+        seen["threads after"] = torch.get_num_threads()
+
+    try:
+        trainer = threading.Thread(target=train, daemon=True)
+        trainer.start()
+        trainer.join(120)
+        assert not trainer.is_alive(), "the run hung (a learner process forked from a thread with an OpenMP pool?)"
     finally:
         torch.set_num_threads(threads)
-    if learner == "thread":
-        assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4]}
-    else:  # the updates ran in the child, where this list is not
-        assert seen == {"collect": [4, 3, 3, 3], "update": []} and common.LearnerProcess.threads == 1
+    assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4], "threads after": 4}
 
 
 def test_a_learner_process_trains_as_the_thread_does_and_its_optimiser_state_reaches_checkpoints(tmp_path: Path,
