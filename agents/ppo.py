@@ -70,9 +70,9 @@ class PPOConfig(PolicyConfig):
     """Adam epsilon (1e-5 as in the original PPO code, not PyTorch's 1e-8)."""
     async_rollout: bool = False
     """Collect the next rollout while the update learns from the last one (one update off-policy; the stored
-    log-probabilities correct the ratio): on a CPU (Linux) the update runs in a forked learner process on one
-    torch thread, elsewhere the rollout in a background thread. Costs a second copy of the policy. Pays off
-    where acting is as costly as learning (Text-v0)."""
+    log-probabilities correct the ratio): on a CPU (Linux) the update runs in a forked learner process,
+    elsewhere the rollout in a background thread; on a CPU each side gets half the torch threads. Costs a
+    second copy of the policy. Pays off where acting is as costly as learning (Text-v0)."""
     cuda_graph: bool = True
     """On CUDA, capture each minibatch's update step (gather, loss, backward pass, gradient clipping) once as a
     CUDA graph and replay it: one launch instead of some 250 (the same kernels, so the same numbers). False runs
