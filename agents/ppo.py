@@ -435,7 +435,7 @@ class PPO(Agent):
         checkpoints and Ctrl-C see a consistent agent (the collected round goes into the checkpoint)."""
         rollouts = self.rollouts
         rollouts.sync()  # the learner's weights may have been loaded since the collector copied them
-        learner = LearnerProcess(self) if learner_process_available(self) else None
+        learner = LearnerProcess(self) if self.global_step < total_steps and learner_process_available(self) else None
         self._learner = learner
         with rollouts.split_threads() as split:
             try:
