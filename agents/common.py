@@ -762,8 +762,7 @@ def learner_process_available(agent: Any) -> bool:
     /dev/shm is often small (Docker: 64 MB): then the update stays in this process, with a warning."""
     if agent.device.type != "cpu" or not sys.platform.startswith("linux"):
         return False
-    tensors = [*agent.policy.parameters(), *agent.policy.buffers(), *agent.buffer.tensors(), *agent.rollouts.buffer.tensors()]
-    needed = sum(t.untyped_storage().nbytes() for t in tensors if not t.is_shared())
+    needed = sum(t.untyped_storage().nbytes() for t in LearnerProcess.shared_tensors(agent) if not t.is_shared())
     try:
         stat = os.statvfs("/dev/shm")
         free = stat.f_bavail * stat.f_frsize
@@ -805,13 +804,18 @@ class LearnerProcess:
     writers').
     """
 
+    @staticmethod
+    def shared_tensors(agent: Any) -> list[torch.Tensor]:
+        """What both processes read and write: the policy's parameters and buffers, both rollout
+        buffers, the NaN guard's record."""
+        return [*agent.policy.parameters(), *agent.policy.buffers(), *agent.buffer.tensors(),
+                *agent.rollouts.buffer.tensors(), agent.nan_guard.first]
+
     def __init__(self, agent: Any):
         self.agent = agent
         self.buffers = [agent.buffer, agent.rollouts.buffer]
-        for buffer in self.buffers:
-            buffer.share_memory_()
-        agent.policy.share_memory()
-        agent.nan_guard.first.share_memory_()
+        for tensor in self.shared_tensors(agent):
+            tensor.share_memory_()
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe()
         # Hugging Face tokenizers warn at every fork once they have used threads, unless this is set.

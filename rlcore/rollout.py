@@ -225,7 +225,7 @@ class RolloutBuffer:
         self.set_flags(state)
 
     def flags(self) -> dict[str, Any]:
-        """What the buffer holds besides its tensors: with `share_memory_`, what another process needs to read it."""
+        """What the buffer holds besides its tensors: with the tensors in shared memory, what another process needs to read it."""
         return {"pos": self._pos, "computed": self._computed, "has_mask": self.has_mask,
                 "has_ref_logprobs": self.has_ref_logprobs}
 
@@ -235,12 +235,6 @@ class RolloutBuffer:
 
     def tensors(self) -> list[Tensor]:
         return [getattr(self, name) for name in self._TENSORS]
-
-    def share_memory_(self) -> "RolloutBuffer":
-        """Move the tensors to shared memory, in place: a process forked afterwards reads what this one writes."""
-        for tensor in self.tensors():
-            tensor.share_memory_()
-        return self
 
     def __len__(self) -> int:
         """Transitions stored so far (``steps * num_envs``)."""
