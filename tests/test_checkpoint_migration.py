@@ -1,0 +1,58 @@
+"""Checkpoints and models written by earlier versions load, evaluate to the return they had, and
+resume to the parameters the writing version reached (tests/fixtures/make_format1.py made them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents import AGENTS
+from agents.common import evaluate_text
+from rlcore import evaluate
+
+FORMAT1 = Path(__file__).parent / "fixtures" / "format1"
+EXPECTED = json.loads((FORMAT1 / "expected.json").read_text())
+
+
+def checksum(module: torch.nn.Module) -> float:
+    return float(sum(p.detach().double().abs().sum() for p in module.parameters()))
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path, request) -> Path:
+    """A copy of the fixture run (loading must not write into tests/)."""
+    return Path(shutil.copytree(FORMAT1 / request.param, tmp_path / request.param))
+
+
+def overrides(name: str) -> dict:
+    # The format-1 run recorded its model directory as typed ("tiny-lm", relative to where it ran).
+    return {"model": str(FORMAT1 / "tiny-lm")} if EXPECTED[name]["env_id"] == "Text-v0" else {}
+
+
+def score(agent, name: str) -> float:
+    if EXPECTED[name]["env_id"] == "Text-v0":
+        return evaluate_text(agent, episodes=8, seed=5)[0]
+    return evaluate(agent, EXPECTED[name]["env_id"], episodes=5, seed=5)[0]
+
+
+@pytest.mark.parametrize("run_copy", sorted(EXPECTED), indirect=True)
+def test_format1_models_and_checkpoints_evaluate_to_their_recorded_return(run_copy: Path):
+    name = run_copy.name
+    cls = AGENTS[EXPECTED[name]["algo"]]
+    for kind in ("model.pt", "checkpoint.pt"):
+        agent = cls.load(run_copy / kind, **overrides(name))
+        assert score(agent, name) == pytest.approx(EXPECTED[name][kind], rel=1e-6, abs=1e-6), kind
+
+
+@pytest.mark.parametrize("run_copy", sorted(EXPECTED), indirect=True)
+def test_format1_checkpoints_resume_to_the_parameters_the_writing_version_reached(run_copy: Path, tmp_path: Path):
+    name = run_copy.name
+    agent = AGENTS[EXPECTED[name]["algo"]].load(run_copy / "checkpoint.pt", **overrides(name))
+    assert agent.global_step == EXPECTED[name]["steps"]
+    agent.learn(EXPECTED[name]["resumed_steps"], run_dir=tmp_path / "resumed", progress=False)
+    network = agent.policy if hasattr(agent, "policy") else agent.q
+    assert checksum(network) == pytest.approx(EXPECTED[name]["resumed_checksum"], rel=1e-9)
