@@ -14,27 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
-from agents.common import (
-    Agent,
-    PolicyConfig,
-    TrainingRun,
-    collect,
-    make_actor_critic,
-    make_rollout_buffer,
-    policy_predict,
-)
+from agents.policy_gradient import OnPolicyConfig, PolicyGradientAgent, compiled_act, make_actor_critic
 from envs.core import VecEnv
 from rlcore.config import check
-from rlcore.rollout import normalize_advantages
+from rlcore.rollout import gae_advantages, make_rollout_buffer, normalize_advantages
+from rlcore.run import TrainingRun
 
 
 @dataclass
-class A2CConfig(PolicyConfig):
+class A2CConfig(OnPolicyConfig):
     learning_rate: float = 7e-4
     """Step size (RMSprop by default, annealed linearly to 0 when anneal_lr)."""
     n_steps: int = 5
@@ -54,17 +45,14 @@ class A2CConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self, "learning_rate", self.learning_rate > 0, "> 0")
         check(self, "gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]")
 
 
-class A2C(Agent):
+class A2C(PolicyGradientAgent):
     """`A2C(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
 
     algo = "a2c"
     config_class = A2CConfig
-    action_spaces = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
-    checkpoint_state = ("policy", "optimizer", "nan_guard")
 
     def __init__(self, env: str | VecEnv, **hyperparameters: Any):
         super().__init__(env, hyperparameters)
@@ -75,16 +63,13 @@ class A2C(Agent):
                           if cfg.use_rms_prop else torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.rms_prop_eps,
                                                                        fused=True))
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
-
-    def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
-        """Actions the environment receives for a batch of observations (or one unbatched one)."""
-        return policy_predict(self, obs, deterministic)
+        self.compiled_act = compiled_act(self.policy, self.device) if cfg.compile else None
 
     # ----- learning -----------------------------------------------------------------------
     def _update(self) -> dict[str, torch.Tensor]:
         """One gradient step on the whole rollout."""
         cfg, b = self.config, self.buffer
-        self.anneal_learning_rate()
+        self.anneal_learning_rate(self.optimizer)
         logprob, entropy, value = self.policy.evaluate_actions(b.obs.flatten(0, 1), b.actions.flatten(0, 1))
         advantages = b.advantages.view(-1)
         if cfg.normalize_advantage:
@@ -108,13 +93,20 @@ class A2C(Agent):
               eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "A2C":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it);
         the arguments are those of `PPO.learn`."""
-        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
-                         phases=("rollout", "update")) as run:
-            while self.global_step < total_steps:
+        cfg = self.config
+        run = TrainingRun(self, total_steps, self.hparams(total_steps), ("rollout", "update"), run_dir=run_dir,
+                          progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
+                          stop_at_return=stop_at_return)
+        self.prepare_run(run)
+        with run.start():
+            while self.global_step < total_steps and not run.stopped:
                 with run.timing.phase("rollout"):
-                    collect(self, self.config.gamma, self.config.gae_lambda)
+                    self.collect_rollout()
+                    gae_advantages(self.buffer, self.policy, self.obs, cfg.gamma, cfg.gae_lambda)
                 with run.timing.phase("update"):
                     stats = self._update()
-                if run.step_done(stats):
-                    break
+                run.log(stats)
+                run.evaluate()
+                run.checkpoint()
+            self.summary = run.finish()
         return self

@@ -41,7 +41,7 @@ FULL = {"torch_steps": 2_000, "gym_steps": 1_000, "repeats": 3, "ppo_steps": 100
 SPS_PPO = {"n_steps": 16, "n_epochs": 4, "minibatches": 4}
 # The `ppo` part's settings over the CartPole-v1 preset (the zoo's), chosen for wall time to 475 on the
 # torch-native CartPole: there acting is nearly free and the zoo's 20 epochs per 256 steps dominate. A sweep
-# over 15 seeds (README) gave a median of 14k steps and about 2 s, against the preset's 25k steps and 7 to 8 s.
+# over 15 seeds (docs/benchmarks.md) gave a median of 14k steps and about 2 s, against the preset's 25k steps and 7 to 8 s.
 FAST_CARTPOLE_PPO = {"n_epochs": 5, "learning_rate": 3e-3, "gamma": 0.99, "gae_lambda": 0.95}
 
 
@@ -90,7 +90,7 @@ def _gym_sps(num_envs: int, steps: int) -> float:
 
 def env_throughput(budget: dict[str, int], device: str, torch_envs: int = 4096, gym_envs: int = 64) -> dict[str, Any]:
     """gymnasium's SyncVectorEnv steps its copies in a Python loop, so its rate barely depends on the
-    number of copies (74k to 84k steps/s at 16 to 256 here); 64 is a fair reference."""
+    number of copies (docs/performance.md); 64 is a fair reference."""
     gym_sps = max(_gym_sps(gym_envs, budget["gym_steps"]) for _ in range(budget["repeats"]))
     torch_sps = max(_torch_sps(torch_envs, budget["torch_steps"], device) for _ in range(budget["repeats"]))
     return {"gymnasium": {"copies": gym_envs, "steps_per_s": gym_sps},
@@ -188,7 +188,6 @@ def ppo_throughput(budget: dict[str, Any], device: str) -> dict[str, Any]:
     warm-up iterations (compilation and CUDA-graph capture happen there). Collection and update
     are timed apart, with one device sync between them, the only one per iteration."""
     from agents import PPO
-    from agents.common import collect
 
     rows = []
     for num_envs in budget["sps_envs"]:
@@ -203,10 +202,10 @@ def ppo_throughput(budget: dict[str, Any], device: str) -> dict[str, Any]:
             for i in range(2 + budget["sps_iterations"]):
                 _sync(device)
                 start = time.perf_counter()
-                collect(agent, agent.config.gamma, agent.config.gae_lambda)
+                agent.start_round(agent.collect_round(agent.policy, agent.buffer, agent.obs))
                 _sync(device)
                 middle = time.perf_counter()
-                agent._update()
+                agent._update(agent.buffer, agent.global_step, None)
                 _sync(device)
                 if i >= 2:
                     seconds["collect"] += middle - start

@@ -1,8 +1,9 @@
 """The `rl` command: `rl train`, `rl eval`, `rl list`, `rl bench`.
 
-Hyperparameter flags are generated from each agent's config dataclass: every field `foo_bar`
-is `--foo-bar VALUE`, typed and documented by the field itself, so the CLI cannot drift
-from the Python API.
+Hyperparameter flags are generated from the config dataclasses of an agent's settings (its
+own, its parts such as PPO's KL settings, and for Text-v0 the environment's and the language
+model's): every flat name `foo_bar` is `--foo-bar VALUE`, typed and documented by the field
+itself, so the CLI cannot drift from the Python API.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import gymnasium as gym
 import torch
 
 from agents import AGENTS
+from agents.base import setting_groups
 from agents.bench import PARTS
 from agents.bench import run as run_bench
-from agents.common import evaluate_text, samples_table
 from agents.presets import PRESETS, preset_total_steps
+from agents.rlhf import evaluate_text, samples_table
 from envs import BACKENDS, TEXT_ENV_ID
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
-from rlcore.config import ConfigError, field_docs
+from rlcore.config import ConfigError, field_docs, flat_fields, parts
 from rlcore.evaluation import evaluate
 
 # Flags of `rl train` that are not hyperparameters, or that map to a config field directly.
@@ -36,7 +38,7 @@ TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 def _parse_value(cls: type, name: str, text: str) -> Any:
-    """Convert a command-line string to the type annotated on config field `name`."""
+    """Convert a command-line string to the type annotated on field `name` of config `cls`."""
     hint = typing.get_type_hints(cls)[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
@@ -57,9 +59,9 @@ def _parse_value(cls: type, name: str, text: str) -> Any:
         raise ConfigError(f"--{name.replace('_', '-')} {text!r}: not a valid {getattr(base, '__name__', base)} ({exc}).") from exc
 
 
-def _hyperparameters(cls: type, extra: Sequence[str]) -> dict[str, Any]:
-    """Turn `--foo-bar VALUE` pairs into config keyword arguments, refusing unknown names."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+def _hyperparameters(groups: dict[str, type], extra: Sequence[str]) -> dict[str, Any]:
+    """Turn `--foo-bar VALUE` pairs into the flat settings of `groups`' configs, refusing unknown names."""
+    fields = {name: owner for cls in groups.values() for name, owner in flat_fields(cls).items()}
     out: dict[str, Any] = {}
     i = 0
     while i < len(extra):
@@ -71,14 +73,16 @@ def _hyperparameters(cls: type, extra: Sequence[str]) -> dict[str, Any]:
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""
-            raise ConfigError(f"Unknown hyperparameter '--{key}'{hint} for {cls.__name__}. Valid names: "
+            where = groups["agent"].__name__ + (" and Text-v0's settings" if len(groups) > 1 else "")
+            raise ConfigError(f"Unknown hyperparameter '--{key}'{hint} for {where}. Valid names: "
                               + ", ".join("--" + f.replace("_", "-") for f in sorted(fields)) + ".")
         if not value:
             if i + 1 >= len(extra):
                 raise ConfigError(f"--{key} needs a value.")
             value = extra[i + 1]
             i += 1
-        out[name] = _parse_value(cls, name, value)
+        owner, field = fields[name]
+        out[name] = _parse_value(owner, field, value)
         i += 1
     return out
 
@@ -180,7 +184,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise ConfigError(f"--threads {args.threads} is invalid: must be >= 1.")
     torch.set_num_threads(args.threads)
     agent_cls = AGENTS[args.algo]
-    hp = _hyperparameters(agent_cls.config_class, extra)
+    hp = _hyperparameters(setting_groups(agent_cls.config_class, args.env_id), extra)
     if args.seeds is not None:
         if args.algo != "ppo":
             raise ConfigError(f"--seeds trains several seeds at once with ppo; {args.algo} trains one seed per run "
@@ -209,7 +213,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     agent.learn(total, run_dir=run_dir, progress=args.progress, eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
     summaries = agent.summary if isinstance(agent.summary, list) else [agent.summary]
-    run_dirs = getattr(agent, "run_dirs", None) or [agent.run_dir]
+    run_dirs = agent.run_dirs
     for summary, run_dir in zip(summaries, run_dirs):
         if summary.get("final_mean_return") is not None:
             reached = (f"; reached {summary['stop_at_return']} at step {summary['steps_to_threshold']:,}"
@@ -218,9 +222,9 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(f"Evaluation{where}: mean return {summary['final_mean_return']:.1f} over {summary['eval_episodes']} "
                   f"episodes{reached}")
     saved = run_dirs[0] / MODEL_NAME if len(run_dirs) == 1 else f"{MODEL_NAME} in each of {len(run_dirs)} seed directories"
-    last_round = getattr(agent, "rollout_stats", {})
+    last_round = summaries[0].get("last_round")
     if last_round:  # a text environment: the reward of the last round's sampled completions
-        print("Last round: " + ", ".join(f"{k.split('/')[-1]} {float(v):.3f}" for k, v in last_round.items()))
+        print("Last round: " + ", ".join(f"{k} {v:.3f}" for k, v in last_round.items()))
     print(f"Done: {agent.global_step:,} steps. Model saved to {saved}\n"
           f"TensorBoard: tensorboard --logdir {run_dirs[0].parent}\n"
           f"Evaluate:    rl eval {run_dirs[0]}")
@@ -289,19 +293,39 @@ def _train_reward_model(args: argparse.Namespace) -> int:
     return 0
 
 
+GROUP_TITLES = {"env": f"{TEXT_ENV_ID} environment", "policy": "LM policy"}
+
+
+def _print_settings(title: str, cls: type, names: Sequence[str], prefix: str = "") -> None:
+    """One group of settings: each flat name's flag, default and docstring."""
+    docs = field_docs(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    print(f"  {title}:")
+    for name in names:
+        default = defaults[name[len(prefix):]]
+        default = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        print(f"    --{name.replace('_', '-'):<26} {default!s:<10} {docs.get(name[len(prefix):], '')}")
+
+
 def _list() -> int:
     for name, cls in sorted(AGENTS.items()):
         print(f"{name}  ({cls.__doc__.strip().splitlines()[0]})")
-        docs = field_docs(cls.config_class)
-        for f in dataclasses.fields(cls.config_class):
-            default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-            print(f"    --{f.name.replace('_', '-'):<26} {default!s:<10} {docs.get(f.name, '')}")
+        config = cls.config_class
+        _print_settings(name.upper(), config, [f.name for f in dataclasses.fields(config) if f.name not in parts(config)])
+        for part, part_cls in parts(config).items():
+            doc = field_docs(config).get(part, "").split(":")[0]
+            _print_settings(f"{part.upper()}: {doc[0].lower() + doc[1:]}" if doc else part.upper(), part_cls,
+                            [f"{part}_{f.name}" for f in dataclasses.fields(part_cls)], prefix=f"{part}_")
+        if cls.trains_text:
+            for group, group_cls in setting_groups(config, TEXT_ENV_ID).items():
+                if group in GROUP_TITLES:
+                    _print_settings(GROUP_TITLES[group], group_cls, [f.name for f in dataclasses.fields(group_cls)])
         presets = PRESETS.get(name, {})
         print(f"  presets: {', '.join(sorted(presets)) or 'none'}\n")
     ids = sorted(k for k in gym.registry if not k.startswith("ALE/"))
     print("environments (gymnasium registry; ALE/... ids with the atari extra):")
     print("  " + "\n  ".join(ids))
-    print("language models: Text-v0 (ppo; --model DIR --prompts FILE --reward vader; see README)")
+    print(f"language models: {TEXT_ENV_ID} (ppo; --model DIR --prompts FILE --reward vader; see docs/language-models.md)")
     return 0
 
 

@@ -23,29 +23,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import envs
-from agents.common import Agent, TrainingRun, obs_to_tensor
+from agents.base import Agent, AgentConfig, obs_to_tensor
 from envs.core import VecEnv
 from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from rlcore.config import check
 from rlcore.nets import hard_update, is_image_space, make_torso, polyak_update
+from rlcore.run import TrainingRun
 from rlcore.schedules import linear_schedule
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(AgentConfig):
+    num_envs: int = 1
     learning_rate: float = 1e-4
     """Adam step size (annealed linearly to 0 when anneal_lr)."""
     anneal_lr: bool = False
     """Decay the step size linearly to 0 over the run, so the final Q-function settles instead of chasing its targets."""
+    max_grad_norm: float = 10.0
+    log_interval: int = 1_000
+    """Environment steps between TensorBoard writes."""
+    checkpoint_interval: int = 10_000
     buffer_size: int = 100_000
     """Replay capacity in transitions (all environment copies together)."""
     learning_starts: int = 1_000
     """Environment steps of random-ish play before the first update."""
     batch_size: int = 64
     """Transitions per gradient step."""
-    gamma: float = 0.99
-    """Discount factor."""
     train_freq: int = 4
     """Update every this many vector-environment steps."""
     gradient_steps: int = 1
@@ -60,8 +63,6 @@ class DQNConfig:
     """Epsilon at the start."""
     exploration_final_eps: float = 0.05
     """Epsilon after the decay."""
-    max_grad_norm: float = 10.0
-    """Gradient-norm clip."""
     double: bool = False
     """Double DQN targets."""
     dueling: bool = False
@@ -74,47 +75,22 @@ class DQNConfig:
     """Priority exponent (prioritized only)."""
     per_beta: float = 0.4
     """Initial importance-sampling exponent, annealed to 1 over training (prioritized only)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """MLP hidden layer widths (image observations use the Nature CNN)."""
-    num_envs: int = 1
-    """Environment copies stepped together."""
-    seed: int = 0
-    """Seed of the networks, exploration, replay sampling and environments."""
-    device: str = "cpu"
-    """Torch device of the networks, buffer and environment tensors."""
-    backend: str = "auto"
-    """Environment implementation: torch (native batched tensors), gymnasium, or auto (torch where one exists)."""
-    normalize_obs: bool = False
-    """Normalise observations by running mean and std (saved in checkpoints)."""
-    clip_reward: bool | None = None
-    """Train on the sign of the reward; None means on for Atari (ALE/...) ids."""
     optimize_memory_usage: bool = False
     """Store each observation once (next observations are read from the following slot)."""
     save_replay_buffer: bool = True
     """Put the replay buffer in training checkpoints, so a resumed run continues exactly."""
-    log_interval: int = 1_000
-    """Environment steps between TensorBoard writes."""
-    checkpoint_interval: int = 10_000
-    """Environment steps between training checkpoints (0: only at the end and on Ctrl-C)."""
 
     def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update_interval",
-                     "n_step", "num_envs", "log_interval"):
+        super().__post_init__()
+        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update_interval", "n_step"):
             check(self, name, getattr(self, name) >= 1, ">= 1")
-        for name in ("learning_starts", "checkpoint_interval"):
-            check(self, name, getattr(self, name) >= 0, ">= 0")
-        check(self, "learning_rate", self.learning_rate > 0, "> 0")
-        check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
+        check(self, "learning_starts", self.learning_starts >= 0, ">= 0")
         check(self, "tau", 0 < self.tau <= 1, "in (0, 1]")
         check(self, "exploration_fraction", 0 <= self.exploration_fraction <= 1, "in [0, 1]")
         for name in ("exploration_initial_eps", "exploration_final_eps"):
             check(self, name, 0 <= getattr(self, name) <= 1, "in [0, 1]")
-        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
         check(self, "per_alpha", self.per_alpha >= 0, ">= 0")
         check(self, "per_beta", 0 <= self.per_beta <= 1, "in [0, 1]")
-        check(self, "hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive widths")
-        check(self, "backend", self.backend in envs.BACKENDS, f"one of {', '.join(envs.BACKENDS)}")
         check(self, "batch_size", self.batch_size <= self.buffer_size, f"<= buffer_size ({self.buffer_size})")
 
 
@@ -238,7 +214,7 @@ class DQN(Agent):
         sampling distribution after every step, so it samples one batch at a time.
         """
         cfg = self.config
-        self.anneal_learning_rate()
+        self.anneal_learning_rate(self.optimizer)
         if cfg.prioritized:
             for _ in range(cfg.gradient_steps):
                 batch = self.buffer.sample(cfg.batch_size)
@@ -263,14 +239,17 @@ class DQN(Agent):
         `eval_episodes` episodes every so many steps, and stops early once the mean reaches `stop_at_return`.
         """
         cfg = self.config
-        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
-                         phases=("act", "env", "learn")) as run:
-            if self.buffer is None:
-                self.buffer = self._make_buffer()
-            n = self.env.num_envs
-            target_every = max(cfg.target_update_interval // n, 1)
-            stats: dict[str, torch.Tensor] = {}
-            while self.global_step < total_steps:
+        run = TrainingRun(self, total_steps, self.hparams(total_steps), ("act", "env", "learn"), run_dir=run_dir,
+                          progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
+                          stop_at_return=stop_at_return, include_buffer=cfg.save_replay_buffer)
+        self.prepare_run(run)
+        if self.buffer is None:
+            self.buffer = self._make_buffer()
+        n = self.env.num_envs
+        target_every = max(cfg.target_update_interval // n, 1)
+        stats: dict[str, torch.Tensor] = {}
+        with run.start():
+            while self.global_step < total_steps and not run.stopped:
                 epsilon = self.epsilon()
                 with run.timing.phase("act"):
                     action = self._act(self.obs, epsilon)
@@ -291,12 +270,13 @@ class DQN(Agent):
                             hard_update(self.q_target, self.q)
                         else:
                             polyak_update(self.q_target, self.q, cfg.tau)
-                lr = self.optimizer.param_groups[0]["lr"]
-                if run.step_done({**stats, "charts/epsilon": epsilon, "charts/learning_rate": lr}):
-                    break
+                run.log({**stats, "charts/epsilon": epsilon, "charts/learning_rate": self.optimizer.param_groups[0]["lr"]})
+                run.evaluate()
+                run.checkpoint()
+            self.summary = run.finish()
         return self
 
-    # ----- saving and loading (the rest is in agents.common.Agent) ------------------------
+    # ----- saving and loading (the rest is in agents.base.Agent) ------------------------
     def replay_state(self) -> dict[str, Any] | None:
         return self.buffer.state_dict() if self.buffer is not None else None
 

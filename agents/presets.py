@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "dqn": {
         "CartPole-v1": {
             "total_steps": 100_000,
-            "hyperparameters": {  # zoo: gradient bursts against a frozen target; see README for reliability.
+            "hyperparameters": {  # zoo: gradient bursts against a frozen target; see docs/benchmarks.md for reliability.
                 # The zoo decays epsilon over 0.16 of its 50k budget, 8k steps: 0.08 of this 100k keeps that schedule.
                 "learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1_000,
                 "gamma": 0.99, "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128,
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "total_steps": 120_000,
             "hyperparameters": {  # zoo's, plus 3-step returns (every seed reaches the flag, against 1-step targets'
                 # seeds that never do) and a step size annealed to 0 (the final Q-function settles: 10 of 12 seeds at
-                # or above the zoo's -100.8, against 4 of 12 without; README, Benchmarks)
+                # or above the zoo's -100.8, against 4 of 12 without; docs/benchmarks.md)
                 "n_step": 3, "anneal_lr": True, "learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000,
                 "learning_starts": 1_000, "gamma": 0.98, "target_update_interval": 600, "train_freq": 16, "gradient_steps": 8,
                 "exploration_fraction": 0.2, "exploration_final_eps": 0.07, "hidden_sizes": (256, 256),

@@ -20,27 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
-from agents.common import (
-    Agent,
-    PolicyConfig,
-    TrainingRun,
-    collect,
-    make_actor_critic,
-    make_rollout_buffer,
-    policy_predict,
-)
+from agents.policy_gradient import OnPolicyConfig, PolicyGradientAgent, compiled_act, make_actor_critic
 from envs.core import VecEnv
-from rlcore.config import check
-from rlcore.rollout import normalize_advantages
+from rlcore.rollout import gae_advantages, make_rollout_buffer, normalize_advantages
+from rlcore.run import TrainingRun
 
 
 @dataclass
-class REINFORCEConfig(PolicyConfig):
+class REINFORCEConfig(OnPolicyConfig):
     learning_rate: float = 1e-3
     """Adam step size."""
     n_steps: int = 500
@@ -50,18 +40,12 @@ class REINFORCEConfig(PolicyConfig):
     log_interval: int = 4_000
     """Environment steps between TensorBoard writes (checked after each update)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(self, "learning_rate", self.learning_rate > 0, "> 0")
 
-
-class REINFORCE(Agent):
+class REINFORCE(PolicyGradientAgent):
     """`REINFORCE(env, **hyperparameters)`; `env` is an environment id or a VecEnv (Discrete, Box or MultiDiscrete actions)."""
 
     algo = "reinforce"
     config_class = REINFORCEConfig
-    action_spaces = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete)
-    checkpoint_state = ("policy", "optimizer", "nan_guard")
 
     def __init__(self, env: str | VecEnv, **hyperparameters: Any):
         super().__init__(env, hyperparameters)
@@ -69,15 +53,13 @@ class REINFORCE(Agent):
         self.policy = make_actor_critic(self.env, cfg)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, fused=True)
         self.buffer = make_rollout_buffer(self.env, cfg.n_steps, self.device)
-
-    def predict(self, obs: torch.Tensor | np.ndarray, deterministic: bool = True) -> torch.Tensor | np.ndarray:
-        """Actions the environment receives for a batch of observations (or one unbatched one)."""
-        return policy_predict(self, obs, deterministic)
+        self.compiled_act = compiled_act(self.policy, self.device) if cfg.compile else None
 
     # ----- learning -----------------------------------------------------------------------
     def _update(self) -> dict[str, torch.Tensor]:
         """One gradient step: the policy gradient with baseline, and the baseline's regression."""
         cfg, b = self.config, self.buffer
+        self.anneal_learning_rate(self.optimizer)
         logprob, entropy, value = self.policy.evaluate_actions(b.obs.flatten(0, 1), b.actions.flatten(0, 1))
         returns = b.returns.view(-1)  # G_t: lambda = 1 advantages plus the baseline they subtracted
         advantages = returns - b.values.view(-1)
@@ -101,13 +83,20 @@ class REINFORCE(Agent):
               eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "REINFORCE":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it);
         the arguments are those of `PPO.learn`."""
-        with TrainingRun(self, total_steps, run_dir, progress, eval_every, eval_episodes, stop_at_return,
-                         phases=("rollout", "update")) as run:
-            while self.global_step < total_steps:
+        cfg = self.config
+        run = TrainingRun(self, total_steps, self.hparams(total_steps), ("rollout", "update"), run_dir=run_dir,
+                          progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
+                          stop_at_return=stop_at_return)
+        self.prepare_run(run)
+        with run.start():
+            while self.global_step < total_steps and not run.stopped:
                 with run.timing.phase("rollout"):
-                    collect(self, self.config.gamma, 1.0)
+                    self.collect_rollout()
+                    gae_advantages(self.buffer, self.policy, self.obs, cfg.gamma, 1.0)  # lambda = 1: G_t - V(s_t)
                 with run.timing.phase("update"):
                     stats = self._update()
-                if run.step_done(stats):
-                    break
+                run.log(stats)
+                run.evaluate()
+                run.checkpoint()
+            self.summary = run.finish()
         return self

@@ -62,8 +62,8 @@ _DTYPES = (torch.float32, torch.float64)
 def _select_rows(done: torch.Tensor, fresh: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     """``torch.where(done[:, None], fresh, state)`` for ``[N, D]`` tensors, bit for bit.
 
-    On the CPU a ``[N, 1]`` condition makes ``where`` run a D-element inner loop per row, about 3x
-    slower than a 1-D ``where``; viewing each row as whole 8- or 16-byte elements makes it (nearly)
+    On the CPU a ``[N, 1]`` condition makes ``where`` run a D-element inner loop per row, several
+    times slower than a 1-D ``where``; viewing each row as whole 8- or 16-byte elements makes it (nearly)
     1-D. Only bit patterns are selected, no arithmetic happens, so the result is exact.
     """
     row_bytes = state.shape[1] * state.element_size()

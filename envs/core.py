@@ -29,6 +29,8 @@ class VecEnv:
     single_observation_space: gym.Space
     single_action_space: gym.Space
     env_id: str
+    resumed_mid_episode: bool = False
+    """Set by `load_state_dict` when the saved episodes continue (the saved observation is valid)."""
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         raise NotImplementedError  # abstract

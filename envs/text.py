@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,12 +38,42 @@ from gymnasium import spaces
 
 from envs.core import VecEnv
 from envs.rewards import CombinedReward, RewardNormalizer, reward_from_spec, reward_name, validate_rewards
+from rlcore.config import check
 from rlcore.lm import position_ids  # how a model reads these observations; re-exported for users of the env
 
-__all__ = ["TextGenerationEnv", "load_prompts", "position_ids"]
+__all__ = ["TextEnvConfig", "TextGenerationEnv", "load_prompts", "position_ids"]
 
 PromptSource = Sequence[str] | str | Path | Callable[[int, np.random.Generator], list[str]]
 CALLABLE_PROMPT_TOKENS = 64  # default P when prompts come from a function: there is no list to measure
+
+
+@dataclass
+class TextEnvConfig:
+    """The Text-v0 settings a training run records (the tokenizer is the policy's model directory)."""
+
+    prompts: str = ""
+    """Prompts: a .txt (one per line) or .jsonl ("prompt" field) file; empty: the model directory's prompts.txt."""
+    reward: str = "vader"
+    """Reward: vader, a reward-model directory rm:DIR, module:function, or a weighted sum (2*vader+0.5*rm:DIR)."""
+    max_new_tokens: int = 16
+    """Tokens generated per episode (n_steps must equal it: a rollout is one round of generation)."""
+    group_size: int = 1
+    """Completions sampled per prompt (>= 2 with advantage=group)."""
+    missing_eos_penalty: float | None = None
+    """Added to the reward of a completion cut at max_new_tokens without EOS (e.g. -1)."""
+    reward_normalization: str = "none"
+    """Episode rewards: none or running (scaled by the running mean and std of the rewards seen)."""
+
+    def __post_init__(self) -> None:
+        check(self, "max_new_tokens", self.max_new_tokens >= 1, ">= 1")
+        check(self, "group_size", self.group_size >= 1, ">= 1")
+        check(self, "reward_normalization", self.reward_normalization in ("none", "running"), "none or running")
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """`TextGenerationEnv`'s keyword arguments for these settings (prompts and tokenizer resolved by the caller)."""
+        return {"prompts": self.prompts, "reward": self.reward, "max_new_tokens": self.max_new_tokens,
+                "group_size": self.group_size, "missing_eos_penalty": self.missing_eos_penalty,
+                "normalize": self.reward_normalization}
 
 
 def read_jsonl(path: Path, expect: str) -> Iterator[tuple[str, Any]]:
@@ -205,8 +236,8 @@ class TextGenerationEnv(VecEnv):
 
     def _decode(self, ids: list[list[int]]) -> list[str]:
         """Completion texts, special tokens dropped. A fast tokenizer's own backend decodes the lists as they
-        are; transformers' batch_decode first walks every id through a type conversion (a fifth of a round's
-        scoring time for 64 completions on a CPU). Both give the same text where transformers adds no
+        are; transformers' batch_decode first walks every id through a type conversion, a large share of a
+        round's scoring time on a CPU (docs/performance.md). Both give the same text where transformers adds no
         clean-up of its own (clean_up_tokenization_spaces, off for GPT-2's tokenizers)."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", True):

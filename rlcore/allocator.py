@@ -5,9 +5,9 @@ By default glibc serves each allocation above a threshold (128 KB, raised dynami
 blocks are freed) with a fresh ``mmap`` and unmaps it on ``free``, and trims free memory at the top
 of its heap. A training step allocates and frees the same large tensors (activations, gradients,
 logits) every time, so each one comes back as new pages, and every first touch of a page is a page
-fault that the kernel also zeroes. A language model's update on a CPU here took 3,000 to 4,400
-minor page faults per call; with the settings below, none after the first few, and the update ran
-about 8% faster (``tests/benchmarks/bench_lm_grpo.py``; README, Language models).
+fault that the kernel also zeroes. With the settings below the pages are reused instead, and a
+language model's update on a CPU stops page-faulting after its first few calls (the figures are in
+docs/performance.md).
 
 The cost is memory that stays with the process after a peak: up to ``TRIM_THRESHOLD`` of freed heap,
 and blocks under ``MMAP_THRESHOLD`` are never unmapped (larger ones still are).

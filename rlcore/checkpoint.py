@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
 

@@ -83,11 +83,12 @@ class Categorical(ActionDistribution):
         return self.logits.exp()
 
     def sample(self) -> Tensor:
-        # Inverse CDF: the number of cumulative probabilities below u * total. 3-4x faster than
+        # Inverse CDF: the number of cumulative probabilities below u * total, cheaper than
         # torch.multinomial at thousands of rows on a CPU; scaling u by the total keeps the index
         # below K and off zero-probability actions even when the sum rounds short of 1.
-        # From 16 actions up (a vocabulary) a binary search per row finds the same index faster: 6x at
-        # 64 x 50,257 on a CPU; with 2 or 3 actions and thousands of rows the comparison is faster.
+        # From 16 actions up (a vocabulary) a binary search per row finds the same index in fewer
+        # operations; with few actions and many rows one comparison over all of them wins
+        # (docs/performance.md).
         cdf = self.probs.cumsum(-1)
         u = torch.rand(cdf.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device) * cdf[..., -1:]
         if cdf.shape[-1] >= 16:

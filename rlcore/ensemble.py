@@ -8,8 +8,8 @@ operations as one: on a CPU, where small networks are bound by per-operation ove
 seeds train in little more time than one. Members never mix: every output row depends only on
 its own member's parameters, and a loss summed over members gives each its own gradient.
 
-This replaces ``torch.func.vmap`` over stacked parameters, which measured about 20 times slower
-than a plain backward pass for a 64-64 MLP on one CPU thread.
+This replaces ``torch.func.vmap`` over stacked parameters, whose backward pass was far slower
+than a plain one for small MLPs on a CPU (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -6,11 +6,45 @@ coefficient follows Ziegler et al. (2019), "Fine-Tuning Language Models from Hum
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from rlcore.config import check
+
 KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+@dataclass
+class KLConfig:
+    """The KL penalty against the frozen reference model (fine-tuning a language model). Its flat
+    names, and the CLI's flags, are `kl_<field>`: `--kl-coef`, `--kl-target`, ..."""
+
+    coef: float = 0.05
+    """Weight of the KL penalty against the frozen reference model (the initial one when kl_target is set)."""
+    target: float | None = None
+    """Adaptive KL coefficient (Ziegler et al. 2019) steering the per-episode KL to this; None keeps kl_coef."""
+    horizon: int = 10_000
+    """Episodes over which the adaptive controller moves the coefficient."""
+    estimator: str = "k1"
+    """Per-token KL estimator: k1 (log ratio, unbiased), k2 or k3 (non-negative; the loss needs k2 or k3)."""
+    penalty: str = "reward"
+    """reward: subtract kl_coef * KL from each token's reward (PPO-RLHF); loss: add kl_coef * KL to the loss (GRPO)."""
+
+    def __post_init__(self) -> None:
+        check(self, "coef", self.coef >= 0, ">= 0")  # `>=` is False for NaN too
+        check(self, "target", self.target is None or self.target > 0, "> 0 or None")
+        check(self, "horizon", self.horizon >= 1, ">= 1")
+        check(self, "estimator", self.estimator in KL_ESTIMATORS, f"one of {', '.join(KL_ESTIMATORS)}")
+        check(self, "penalty", self.penalty in ("reward", "loss"), "reward or loss")
+        check(self, "estimator", self.penalty == "reward" or self.estimator != "k1",
+              "k2 or k3 with kl_penalty=loss (k1's gradient is zero in expectation)")
+
+    @property
+    def skips_reference(self) -> bool:
+        """A fixed coefficient of 0: no reference pass is needed (and no KL is measured)."""
+        return self.coef == 0 and self.target is None
 
 
 def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
@@ -35,15 +69,6 @@ def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: s
         # expm1 keeps r - 1 exact when the policies are close, where exp(x) - 1 would cancel to 0.
         return torch.expm1(log_ratio) - log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}: choose one of {', '.join(KL_ESTIMATORS)}")
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
-    """Mean of `x` over the entries where `mask` is True (along `dim`, or over all); 0 where none are True."""
-    mask = mask.to(torch.bool)
-    # masked_fill rather than x * mask: a NaN or inf at a masked-out position must not leak into the mean.
-    total = x.masked_fill(~mask, 0).sum() if dim is None else x.masked_fill(~mask, 0).sum(dim)
-    count = mask.sum() if dim is None else mask.sum(dim)
-    return total / count.clamp(min=1)
 
 
 class FixedKLController:
@@ -98,11 +123,11 @@ class AdaptiveKLController:
 KLController = FixedKLController | AdaptiveKLController
 
 
-def make_kl_controller(coef: float, target: float | None = None, horizon: int = 10_000) -> KLController:
-    """An adaptive controller starting at `coef` when a `target` KL is given, else a fixed coefficient."""
-    if target is None:
-        return FixedKLController(coef)
-    return AdaptiveKLController(coef, target, horizon)
+def make_kl_controller(config: KLConfig) -> KLController:
+    """An adaptive controller starting at `config.coef` when a target KL is given, else a fixed coefficient."""
+    if config.target is None:
+        return FixedKLController(config.coef)
+    return AdaptiveKLController(config.coef, config.target, config.horizon)
 
 
 def _check_coef(coef: float, name: str) -> None:

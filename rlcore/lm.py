@@ -24,16 +24,43 @@ from __future__ import annotations
 
 import copy
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rlcore.config import check
 from rlcore.distributions import Categorical
 from rlcore.nets import has_hooks
 
 CRITICS = ("head", "separate", "none")
+
+
+@dataclass
+class LMPolicyConfig:
+    """The language-model policy: which model, its critic, how it samples, LoRA."""
+
+    model: str = ""
+    """Directory of a Hugging Face causal LM: the policy, its tokenizer and the KL reference."""
+    critic: str = "head"
+    """head (zero-initialised value head on the LM) or separate (a second copy of the model with its own head)."""
+    temperature: float = 1.0
+    """Sampling temperature (also in the log-probabilities the ratio uses)."""
+    top_k: int = 0
+    """Sample from the k most likely tokens (0: all)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1: all)."""
+    lora_r: int = 0
+    """LoRA rank (peft); 0 trains every weight. With LoRA the reference is the base model, adapter disabled."""
+
+    def __post_init__(self) -> None:
+        check(self, "critic", self.critic in ("head", "separate"), "head or separate")
+        check(self, "temperature", self.temperature > 0, "> 0")
+        check(self, "top_k", self.top_k >= 0, ">= 0 (0: off)")
+        check(self, "top_p", 0 < self.top_p <= 1, "in (0, 1]")
+        check(self, "lora_r", self.lora_r >= 0, ">= 0")
 
 
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
@@ -121,20 +148,19 @@ class HFDecoder:
 
 class GPT2Decoder:
     """GPT-2's incremental decoding without transformers' per-call machinery (mask building, cache
-    objects, output records), which cost 8 ms a token for a 2-layer model on a CPU, 4x the
-    arithmetic. The blocks' own modules do the work (so LoRA layers and disabled adapters apply);
+    objects, output records), which for a small model on a CPU costs several times the arithmetic
+    (docs/performance.md). The blocks' own modules do the work (so LoRA layers and disabled adapters apply);
     keys and values go into a cache preallocated for the round. The update's and the reference's
     passes run through it as well, with gradients where they are on (less Python per pass than
     transformers' forward). Plain layers (transformers' Conv1D, LayerNorm, GPT-2's MLP without
     dropout) run as their functional ops, the same ones their forward calls, without the module
-    call around them (a tenth of a block's time at 64 rows); anything else, such as a LoRA layer,
+    call around them; anything else, such as a LoRA layer,
     or any layer of a model with hooks, is called as itself. Tests hold it to the model's own
     forward pass, outputs and gradients.
 
     Decoding writes each token's keys and values into a cache preallocated for the round's
     `length` columns. A pass that records gradients (the update's) concatenates them instead: an
-    in-place write into a cache makes autograd copy the cache's whole gradient at each write, and
-    concatenating took 5% off a forward and backward pass of the tiny GPT-2 on one CPU thread."""
+    in-place write into a cache makes autograd copy the cache's whole gradient at each write."""
 
     def __init__(self, lm: nn.Module, length: int):
         from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
@@ -274,6 +300,19 @@ class LMActorCritic(nn.Module):
     def from_pretrained(cls, path: str | Path, prompt_len: int, max_new_tokens: int, device: str | torch.device = "cpu",
                         **kwargs) -> "LMActorCritic":
         return cls(load_causal_lm(path), prompt_len, max_new_tokens, **kwargs).to(device)
+
+    @classmethod
+    def from_config(cls, config: LMPolicyConfig, prompt_len: int, max_new_tokens: int, device: str | torch.device,
+                    critic: str | None = None) -> "LMActorCritic":
+        """The policy `config` describes; `critic` overrides its critic ("none" for critic-free group baselines)."""
+        return cls.from_pretrained(config.model, prompt_len, max_new_tokens, device=device,
+                                   temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+                                   critic=critic or config.critic, lora_r=config.lora_r)
+
+    def collector_copy(self) -> "LMActorCritic":
+        """A copy to collect rounds with beside the update (async_rollout); the frozen reference is
+        shared, not copied (it is read-only)."""
+        return copy.deepcopy(self, {id(self._reference): self._reference} if self._reference is not None else {})
 
     def to(self, *args, **kwargs) -> "LMActorCritic":
         super().to(*args, **kwargs)

@@ -99,9 +99,9 @@ _ACTIVATION_FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
 def side_by_side_act(policy: nn.Module) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None:
     """`policy.act` for one rollout, with the actor's and critic's MLP torsos run as one MLP twice as
     wide: the first layers stacked, the later ones block-diagonal, so each layer is one matmul for
-    both and the module calls are skipped (a tenth off a CartPole rollout on a CPU, where small
-    networks cost per call, not per flop). The outputs are the torsos' up to float rounding (each
-    sums the same products, plus exact zeros, in another order).
+    both and the module calls are skipped (on a CPU small networks cost per call, not per flop).
+    The outputs are the torsos' up to float rounding (each sums the same products, plus exact
+    zeros, in another order).
 
     The weights are copied now, without gradients: use it while they do not change (a rollout).
     None where it does not apply: shared or image torsos, stacked seeds, other layers, and torsos

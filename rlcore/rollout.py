@@ -15,11 +15,15 @@ s' still has a value, so it is bootstrapped from V(s').
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, Protocol
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
+
+from envs.core import VecEnv
 
 
 def _gae_dtype(*tensors: Tensor) -> torch.dtype:
@@ -87,10 +91,19 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Mean of `x` over the entries where `mask` is True (along `dim`, or over all); 0 where none are True."""
+    mask = mask.to(torch.bool)
+    # masked_fill rather than x * mask: a NaN or inf at a masked-out position must not leak into the mean.
+    total = x.masked_fill(~mask, 0).sum() if dim is None else x.masked_fill(~mask, 0).sum(dim)
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return total / count.clamp(min=1)
+
+
 def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8,
                          dim: int | None = None) -> Tensor:
-    """``(A - mean) / (std + eps)`` over all elements, over ``mask``ed elements only, or along
-    ``dim`` (each slice on its own: one per seed when several train at once).
+    """``(A - mean) / (std + eps)`` over all elements, or along ``dim`` (each slice on its own: one
+    per seed when several train at once); over the ``mask``ed elements only when a mask is given.
 
     ``mask`` (bool, same shape) marks real entries, e.g. the generated tokens of padded
     language-model sequences: padding neither shifts the statistics nor receives a value
@@ -98,21 +111,19 @@ def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: fl
     correction like CleanRL's and SB3's ``.std()``; a single element normalises to 0, not NaN.
     Statistics stay on the device: no host sync.
     """
+    dims = () if dim is None else (dim,)
     if mask is None:
-        dims = () if dim is None else (dim,)
         count = advantages.numel() if dim is None else advantages.shape[dim]
         mean = advantages.mean(dims, keepdim=True)
         var = (advantages - mean).square().sum(dims, keepdim=True) / max(count - 1, 1)
         return (advantages - mean) / (var.sqrt() + eps)
-    if dim is not None:
-        raise ValueError("normalize_advantages: give mask or dim, not both.")
     if tuple(mask.shape) != tuple(advantages.shape) or mask.dtype != torch.bool:
         raise ValueError(f"normalize_advantages: mask must be bool with the advantages' shape "
                          f"{tuple(advantages.shape)}, got {mask.dtype} {tuple(mask.shape)}.")
     weight = mask.to(advantages.dtype)
-    count = weight.sum()
-    mean = (advantages * weight).sum() / count.clamp(min=1)
-    var = ((advantages - mean).square() * weight).sum() / (count - 1).clamp(min=1)
+    count = weight.sum(dims, keepdim=True)
+    mean = (advantages * weight).sum(dims, keepdim=True) / count.clamp(min=1)
+    var = ((advantages - mean).square() * weight).sum(dims, keepdim=True) / (count - 1).clamp(min=1)
     return torch.where(mask, (advantages - mean) / (var.sqrt() + eps), 0.0)
 
 
@@ -419,3 +430,73 @@ class RolloutBuffer:
         columns = [None if f is None else f.transpose(0, 1) for f in self._fields()]  # [N, T, ...]
         return (RolloutBatch(*(None if f is None else f.index_select(0, idx) for f in columns))
                 for idx in perm.split(N // num_minibatches))
+
+
+def make_rollout_buffer(env: VecEnv, n_steps: int, device: torch.device | str) -> RolloutBuffer:
+    """A buffer for `n_steps` steps of every copy of `env`, with its observation and action dtypes."""
+    obs_space, act_space = env.single_observation_space, env.single_action_space
+    obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.long if obs_space.dtype == np.int64 else torch.float32
+    act_dtype = torch.float32 if isinstance(act_space, gym.spaces.Box) else torch.long
+    return RolloutBuffer(n_steps, env.num_envs, tuple(obs_space.shape), obs_dtype, tuple(act_space.shape), act_dtype,
+                         device)
+
+
+class Policy(Protocol):
+    """What a rollout needs of a policy (`rlcore.policies.ActorCritic`, `rlcore.lm.LMActorCritic`)."""
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    def value(self, obs: Tensor) -> Tensor: ...
+
+    def to_env(self, action: Tensor) -> Tensor: ...
+
+
+Act = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
+
+
+class Collected(NamedTuple):
+    """What a rollout leaves besides the buffer: the observation to act on next, and a text
+    environment's last finished round (prompts, completions, rewards), if one finished."""
+
+    obs: Tensor
+    texts: dict[str, list] | None
+
+
+@torch.inference_mode()
+def collect(env: VecEnv, policy: Policy, buffer: RolloutBuffer, obs: Tensor, act: Act | None = None,
+            bootstrap: bool = True) -> Collected:
+    """Fill `buffer` (reset first) with `buffer.num_steps` steps of `policy` on `env`, starting from `obs`.
+
+    `act` is the acting step (default `policy.act`; e.g. `side_by_side_act` or a compiled one).
+    Where a time limit cut an episode, V of its true final observation is stored for the bootstrap;
+    `bootstrap=False` stores 0 instead (a text episode is truncated only when its token budget is
+    spent: nothing can follow). Steps a copy idles through (`info["active"]`) are marked invalid.
+
+    Runs under `torch.inference_mode` (no autograd bookkeeping). Tensors made here are inference
+    tensors: whatever outlives the rollout and is changed in place later must be written into
+    preallocated storage (the buffer's) or rebound, never allocated here and mutated outside.
+    """
+    act = act or policy.act
+    buffer.reset()
+    no_final_values = torch.zeros(env.num_envs, device=buffer.device)
+    texts = None
+    for _ in range(buffer.num_steps):
+        action, logprob, value = act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(policy.to_env(action))
+        # On an accelerator one critic pass over every copy avoids asking which ones were cut (a
+        # sync); on the CPU asking is free and most steps truncate nothing, so the pass is skipped.
+        if bootstrap and (env.device.type != "cpu" or bool(truncated.any())):
+            final_value = policy.value(info["final_obs"])
+        else:
+            final_value = no_final_values
+        buffer.add(obs=obs, actions=action, logprobs=logprob, values=value, rewards=reward,
+                   terminated=terminated, truncated=truncated, final_values=final_value, valid=info.get("active"))
+        obs = next_obs
+        texts = info.get("texts", texts)
+    return Collected(obs, texts)
+
+
+@torch.inference_mode()
+def gae_advantages(buffer: RolloutBuffer, policy: Policy, next_obs: Tensor, gamma: float, lam: float) -> None:
+    """GAE advantages and returns of the rollout in `buffer`, bootstrapped from V(`next_obs`)."""
+    buffer.compute_returns_and_advantages(policy.value(next_obs), gamma, lam)

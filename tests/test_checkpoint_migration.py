@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from agents import AGENTS
-from agents.common import evaluate_text
+from agents.rlhf import evaluate_text
 from rlcore import evaluate
 
 FORMAT1 = Path(__file__).parent / "fixtures" / "format1"

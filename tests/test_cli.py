@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,10 +151,18 @@ def test_list_shows_agents_hyperparameters_and_presets(capsys):
     dqn = out[out.index("dqn  ("):out.index("ppo  (")]
     for flag in ("--learning-rate", "--buffer-size", "--double", "--hidden-sizes"):
         assert flag in dqn
-    assert "Gradient-norm clip." in dqn  # field docstrings are the help text
+    assert "Global gradient-norm clip." in dqn  # field docstrings are the help text
     presets = next(line for line in dqn.splitlines() if line.strip().startswith("presets:"))
     assert "CartPole-v1" in presets and "ALE/Pong-v5" in presets
     assert "\n  CartPole-v1\n" in out  # the environment listing
+    ppo = out[out.index("ppo  ("):out.index("reinforce  (")]
+    groups = [line.strip() for line in ppo.splitlines() if line.startswith("  ") and not line.startswith("    ")]
+    assert [g.split(":")[0] for g in groups] == ["PPO", "KL", "Text-v0 environment", "LM policy", "presets"]
+    sections = re.split(r"\n  (?! )", ppo)  # one per group: its title line, then its flags
+    for group, flags in (("KL", ("--kl-coef", "--kl-target")), ("Text-v0 environment", ("--prompts", "--group-size")),
+                         ("LM policy", ("--model", "--temperature", "--lora-r"))):
+        section = next(s for s in sections if s.startswith(group))
+        assert all(f"\n    {flag} " in section for flag in flags), group
 
 
 def test_console_script_entry_point():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlcore.kl import AdaptiveKLController, FixedKLController, kl_estimate, make_kl_controller, masked_mean
+from rlcore.kl import AdaptiveKLController, FixedKLController, KLConfig, kl_estimate, make_kl_controller
 
 
 def test_estimators_match_hand_computed_values():
@@ -84,8 +84,8 @@ def test_state_dict_round_trip():
 
 
 def test_make_kl_controller_picks_by_target():
-    fixed = make_kl_controller(0.1)
-    adaptive = make_kl_controller(0.1, target=6.0, horizon=500)
+    fixed = make_kl_controller(KLConfig(coef=0.1))
+    adaptive = make_kl_controller(KLConfig(coef=0.1, target=6.0, horizon=500))
     assert isinstance(fixed, FixedKLController) and fixed.coef == 0.1
     assert isinstance(adaptive, AdaptiveKLController) and (adaptive.target, adaptive.horizon) == (6.0, 500)
 
@@ -96,7 +96,11 @@ def test_make_kl_controller_picks_by_target():
     (lambda: AdaptiveKLController(-1.0, 6.0, 100), "init_coef"),
     (lambda: AdaptiveKLController(0.1, 0.0, 100), "target"),
     (lambda: AdaptiveKLController(0.1, 6.0, 0), "horizon"),
-    (lambda: make_kl_controller(0.1, target=-1.0), "target"),
+    (lambda: KLConfig(coef=0.1, target=-1.0), "target"),
+    (lambda: KLConfig(coef=-0.1), "coef"),
+    (lambda: KLConfig(horizon=0), "horizon"),
+    (lambda: KLConfig(estimator="k4"), "estimator"),
+    (lambda: KLConfig(penalty="loss", estimator="k1"), "estimator"),
     (lambda: AdaptiveKLController(0.1, 6.0, 10).update(1.0, -1), "n_steps"),
 ])
 def test_bad_arguments_name_the_field(make, field):
@@ -104,9 +108,6 @@ def test_bad_arguments_name_the_field(make, field):
         make()
 
 
-def test_masked_mean():
-    x = torch.tensor([[1.0, 2.0, float("nan")], [4.0, 5.0, 6.0]])
-    mask = torch.tensor([[True, True, False], [False, False, False]])
-    torch.testing.assert_close(masked_mean(x, mask), torch.tensor(1.5))  # the NaN is masked out, not averaged in
-    torch.testing.assert_close(masked_mean(x, mask, dim=1), torch.tensor([1.5, 0.0]))  # no True entries -> 0
-    torch.testing.assert_close(masked_mean(x, ~mask, dim=0), torch.tensor([4.0, 5.0, float("nan")]), equal_nan=True)
+def test_a_zero_fixed_coefficient_skips_the_reference_and_an_adaptive_one_never_does():
+    assert KLConfig(coef=0.0).skips_reference
+    assert not KLConfig(coef=0.0, target=1.0).skips_reference and not KLConfig(coef=0.1).skips_reference

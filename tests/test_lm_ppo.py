@@ -13,7 +13,6 @@ import torch
 from lm_helpers import save_tiny_lm, tiny_model, tiny_tokenizer
 
 from agents import A2C, PPO
-from agents.common import collect
 from rlcore.lm import LMActorCritic
 from rlcore.rollout import RolloutBuffer, group_advantages
 
@@ -41,6 +40,13 @@ def text_ppo(model_dir: Path, **kwargs) -> PPO:
     settings = {"model": str(model_dir), "reward": "lm_test_rewards:count_good", "num_envs": 16, "n_steps": 6,
                 "max_new_tokens": 6, "batch_size": 48, "learning_rate": 3e-3, "log_interval": 96, **kwargs}
     return PPO("Text-v0", **settings)
+
+
+def one_round(agent: PPO) -> None:
+    """Collect one round of generation, as learn does before each update."""
+    if agent.obs is None:
+        agent.obs, _ = agent.env.reset(seed=0)
+    agent.start_round(agent.collect_round(agent.policy, agent.buffer, agent.obs))
 
 
 def rollout(P: int, T: int, prompts: list[list[int]], policy: LMActorCritic):
@@ -211,8 +217,7 @@ def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, device,
                      group_size=4 if advantage == "group" else 1,
                      kl_penalty="loss" if advantage == "group" else "reward",
                      kl_estimator="k3" if advantage == "group" else "k1")
-    agent.obs, _ = agent.env.reset(seed=0)
-    collect(agent, 1.0, 0.95)
+    one_round(agent)
     before = float(agent.rollout_stats["charts/reward_mean"])
     agent.obs = None  # learn starts from a fresh reset
     agent.learn(96 * 25, run_dir=tmp_path, progress=False)
@@ -224,19 +229,18 @@ def test_ppo_raises_the_reward_of_a_language_model(model_dir, advantage, device,
 
 def test_kl_in_the_reward_starts_at_zero_and_the_reference_stays_frozen(model_dir):
     agent = text_ppo(model_dir, kl_coef=0.5)
-    agent.obs, _ = agent.env.reset(seed=0)
-    collect(agent, 1.0, 0.95)
+    one_round(agent)
     assert float(agent.rollout_stats["charts/kl"]) == pytest.approx(0.0, abs=1e-5)  # policy == reference
     buf = agent.buffer
     obs, actions = buf.obs.transpose(0, 1), buf.actions.transpose(0, 1)
     ref_before = agent.policy.reference_logprobs(obs, actions)
     for _ in range(3):
-        agent._update()
+        agent._update(agent.buffer, agent.global_step, agent.kl_coef)
     assert torch.equal(agent.policy.reference_logprobs(obs, actions), ref_before)
     with torch.no_grad():
         moved = agent.policy.evaluate_actions(obs, actions)[0]
     assert (moved - ref_before).abs().max() > 1e-3
-    collect(agent, 1.0, 0.95)
+    one_round(agent)
     kl = float(agent.rollout_stats["charts/kl"])
     assert kl != 0.0
     # Every token's reward carries -kl_coef * KL: summed over real tokens it is the task reward minus 0.5 * episode KL.
@@ -279,7 +283,7 @@ def test_interrupted_text_run_resumes_exactly(model_dir, tmp_path, async_rollout
     resumed = PPO.load(tmp_path / "b" / "checkpoint.pt")
     if async_rollout:
         assert resumed.global_step == 96 * 2 and resumed.rollouts.pending
-        assert resumed.rollouts.kl_controller.pending is not None
+        assert resumed.rollouts.round.kl is not None  # the controller moves when the round is taken
     else:
         assert resumed.global_step == 96 * 3
     resumed.learn(96 * 5, progress=False)
@@ -320,8 +324,7 @@ def test_a_zero_fixed_kl_coefficient_skips_the_reference_pass(model_dir, monkeyp
     agent = text_ppo(model_dir, kl_coef=0.0)
     calls = []
     monkeypatch.setattr(agent.policy, "reference_logprobs", lambda *args: calls.append(args))
-    agent.obs, _ = agent.env.reset(seed=0)
-    collect(agent, 1.0, 0.95)
+    one_round(agent)
     assert not calls and "charts/kl" not in agent.rollout_stats and not agent.buffer.has_ref_logprobs
 
 

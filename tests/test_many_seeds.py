@@ -10,7 +10,6 @@ import torch
 
 from agents import PPO
 from agents.cli import main
-from agents.common import collect
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME
 
 SMALL = dict(num_envs=4, n_steps=32, batch_size=64, n_epochs=2, log_interval=128, checkpoint_interval=0)
@@ -39,12 +38,12 @@ def test_one_seed_cannot_move_another() -> None:
     agent = PPO("CartPole-v1", seeds=[0, 1], **SMALL)
     agent.obs, _ = agent.env.reset(seed=0)
     agent.total_steps = 10**6  # the learning rate anneals with progress through total_steps
-    collect(agent, 0.99, 0.95)
+    agent.start_round(agent.collect_round(agent.policy, agent.buffer, agent.obs))
     agent.buffer.advantages[:, SMALL["num_envs"]:] = 0.0  # member 1's envs: nothing to learn for its actor
     before = agent.member(1).policy.actor_head.logits.weight.clone()
     other_before = agent.member(0).policy.actor_head.logits.weight.clone()
     agent.config.ent_coef = 0.0
-    agent._update()
+    agent._update(agent.buffer, agent.global_step, None)
     assert torch.equal(agent.member(1).policy.actor_head.logits.weight, before)
     assert not torch.equal(agent.member(0).policy.actor_head.logits.weight, other_before)
 

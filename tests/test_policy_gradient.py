@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 from agents import A2C, PPO, REINFORCE
-from agents.common import check_action_space
+from agents.base import check_action_space
 from rlcore import evaluate
 from rlcore.checkpoint import CHECKPOINT_NAME
 from rlcore.config import ConfigError
@@ -24,6 +23,12 @@ AGENTS = {
     "a2c": (A2C, dict(num_envs=4, n_steps=8, log_interval=128, checkpoint_interval=0)),
     "reinforce": (REINFORCE, dict(num_envs=4, n_steps=32, log_interval=128, checkpoint_interval=0)),
 }
+
+
+def _iterate(agent: PPO) -> dict[str, torch.Tensor]:
+    """One PPO iteration as learn runs it: collect a round (advantages included), update on it."""
+    agent.start_round(agent.collect_round(agent.policy, agent.buffer, agent.obs))
+    return agent._update(agent.buffer, agent.global_step, None)
 
 
 def _params(agent) -> list[torch.Tensor]:
@@ -156,60 +161,16 @@ def test_async_rollout_lags_one_update_is_reproducible_and_resumes_exactly(tmp_p
         PPO("CartPole-v1", async_rollout=True, compile=True)
 
 
-@pytest.mark.parametrize("learner", ["thread", "process"])
-def test_async_rollout_splits_the_cpu_threads_only_while_both_sides_run(tmp_path: Path, monkeypatch, learner):
-    """The first round (nothing to overlap it with) and the last update (nothing left to collect)
-    get every torch thread; each round collected beside an update, and that update, get half. A
-    learner process runs its updates on several threads without hanging (it is forked from a
-    thread that never ran an OpenMP parallel region)."""
-    import agents.common as common
-    import agents.ppo as ppo
-
-    monkeypatch.setattr(ppo, "learner_process_available", lambda agent: learner == "process")
-    seen = {"collect": [], "update": []}
-    collect = common.collect
-    monkeypatch.setattr(common, "collect", lambda *a: (seen["collect"].append(torch.get_num_threads()), collect(*a)))
-    update = PPO._update
-
-    def counted(self):  # runs in the learner process, if any: its thread count comes back with the statistics
-        torch.ones(4_000_000).exp_().sum()  # large enough for a parallel region on every thread
-        return {**update(self), "perf/threads": torch.get_num_threads()}
-
-    monkeypatch.setattr(PPO, "_update", counted)
-    step_done = common.TrainingRun.step_done
-    monkeypatch.setattr(common.TrainingRun, "step_done",
-                        lambda run, stats: (seen["update"].append(stats["perf/threads"]), step_done(run, stats))[1])
-    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(4)
-
-    def train() -> None:  # in a thread that has run a parallel region, as training does before any fork
-        torch.ones(4_000_000).exp_().sum()
-        agent.learn(4 * 128, run_dir=tmp_path, progress=False)
-        seen["threads after"] = torch.get_num_threads()
-
-    try:
-        trainer = threading.Thread(target=train, daemon=True)
-        trainer.start()
-        trainer.join(120)
-        assert not trainer.is_alive(), "the run hung (a learner process forked from a thread with an OpenMP pool?)"
-    finally:
-        torch.set_num_threads(threads)
-    assert seen == {"collect": [4, 2, 2, 2], "update": [2, 2, 2, 4], "threads after": 4}
-
-
-def test_a_learner_process_trains_as_the_thread_does_and_its_optimiser_state_reaches_checkpoints(tmp_path: Path,
-                                                                                              monkeypatch):
+def test_a_learner_process_trains_as_the_thread_does_and_its_optimiser_state_reaches_checkpoints(tmp_path: Path):
     """On a CPU async_rollout updates in a forked process: the same weights and optimiser state as
     updating in this process (the collector in a thread), and a checkpoint taken mid-run holds the
     child's optimiser state (resuming it ends at the same weights)."""
-    import agents.ppo as ppo
-
     config = {**AGENTS["ppo"][1], "seed": 5, "async_rollout": True, "checkpoint_interval": 512}
-    monkeypatch.setattr(ppo, "learner_process_available", lambda agent: False)
-    thread = PPO("CartPole-v1", **config).learn(1_024, run_dir=tmp_path / "thread", progress=False)
-    monkeypatch.undo()
+    thread = PPO("CartPole-v1", **config)
+    thread.rollouts.use_process = False
+    thread.learn(1_024, run_dir=tmp_path / "thread", progress=False)
     process = PPO("CartPole-v1", **config)
+    process.rollouts.use_process = True
     save = process.save
 
     def keep_mid_run_checkpoint(path, include_buffer=False):
@@ -231,46 +192,6 @@ def test_a_learner_process_trains_as_the_thread_does_and_its_optimiser_state_rea
     assert resumed.global_step == 512 and resumed.rollouts.pending
     resumed.learn(1_024, run_dir=tmp_path / "resumed", progress=False)
     assert all(torch.equal(x, y) for x, y in zip(_params(process), _params(resumed)))
-
-
-def test_a_small_dev_shm_keeps_the_update_in_this_process_with_a_warning(tmp_path: Path, monkeypatch):
-    import agents.common as common
-    import agents.ppo as ppo
-
-    class Tiny:
-        f_bavail, f_frsize = 16, 4096  # 64 KB free
-
-    monkeypatch.setattr(common.os, "statvfs", lambda path: Tiny())
-    monkeypatch.setattr(ppo, "LearnerProcess", None)  # building one would fail the run
-    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
-    with pytest.warns(RuntimeWarning, match=r"/dev/shm has 0 MB free .* --shm-size"):
-        agent.learn(2 * 128, run_dir=tmp_path, progress=False)
-    assert agent.global_step == 256
-
-
-def test_an_error_in_the_learner_process_reaches_the_caller(tmp_path: Path, monkeypatch):
-    parent = os.getpid()
-    update = PPO._update
-
-    def failing(self):
-        if os.getpid() != parent and self.num_updates == 1:
-            raise ValueError("update 2 failed in the child")
-        return update(self)
-
-    monkeypatch.setattr(PPO, "_update", failing)
-    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
-    with pytest.raises(ValueError, match="update 2 failed in the child"):
-        agent.learn(4 * 128, run_dir=tmp_path / "a", progress=False)
-
-    def dying(self):
-        if os.getpid() != parent:
-            os._exit(3)
-        return update(self)
-
-    monkeypatch.setattr(PPO, "_update", dying)
-    agent = PPO("CartPole-v1", **AGENTS["ppo"][1], seed=0, async_rollout=True)
-    with pytest.raises(RuntimeError, match=r"learner process of async_rollout ended unexpectedly \(exit code 3\)"):
-        agent.learn(4 * 128, run_dir=tmp_path / "b", progress=False)
 
 
 def test_evaluation_uses_frozen_copies_of_the_training_observation_statistics(tmp_path: Path):
@@ -305,7 +226,7 @@ def test_ppo_clipped_surrogate_and_statistics_by_hand():
     advantages = torch.tensor([2.0, 1.0, -1.0, 3.0])
     batch = RolloutBatch(obs=obs, actions=actions, logprobs=logprob - ratio.log(), values=value,
                          advantages=advantages, returns=value)
-    loss, stats = agent._loss(batch, clip_range=0.2)
+    loss, stats = agent._loss(batch, clip_range=0.2, kl_coef=None)
     # max(-A r, -A clip(r)): 1.5 -> -2*1.2; 0.5 -> -1*0.5 (clip to 0.8 would be smaller loss); 1.1 -> 1.1; 1.0 -> -3
     expected = torch.tensor([-2.0 * 1.2, -1.0 * 0.5, 1.0 * 1.1, -3.0]).mean()
     assert torch.allclose(stats["losses/policy_loss"], expected, atol=1e-5)
@@ -325,7 +246,7 @@ def test_ppo_value_clipping_takes_the_larger_loss():
     returns = value + 1.0
     batch = RolloutBatch(obs=obs, actions=actions, logprobs=logprob, values=old_values,
                          advantages=torch.zeros(2), returns=returns)
-    _, stats = agent._loss(batch, clip_range=0.2)
+    _, stats = agent._loss(batch, clip_range=0.2, kl_coef=None)
     # unclipped errors: 1.0, 1.0; clipped: first is old+0.1 -> error 1.4; second 1.0. max -> 1.4^2, 1.0
     assert torch.allclose(stats["losses/value_loss"], torch.tensor(0.5 * (1.4**2 + 1.0) / 2), atol=1e-5)
 
@@ -342,7 +263,7 @@ def test_unsupported_action_space_names_space_and_agents():
     expected = r"PPO needs a Discrete or Box or MultiDiscrete action space, but the environment has MultiBinary"
     with pytest.raises(ValueError, match=expected):
         check_action_space("ppo", gym.spaces.MultiBinary(3), (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete))
-    with pytest.raises(ValueError, match=r"Agents that fit: ppo, a2c, reinforce"):
+    with pytest.raises(ValueError, match=r"Agents that fit: a2c, ppo, reinforce"):
         check_action_space("dqn", gym.spaces.Box(-1, 1, (2,)), (gym.spaces.Discrete,))
 
 
@@ -429,20 +350,18 @@ def test_compiled_acting_step_samples_from_the_policy(device, tmp_path: Path):
     policy gives the stored observations and actions, and train as usual."""
     if not _has_cuda_or_cxx(device):
         pytest.skip(f"torch.compile on {device} needs {'CUDA' if device == 'cuda' else 'a C++ compiler'}")
-    from agents.common import collect
-
     agent = PPO("CartPole-v1", backend="torch", device=device, compile=True, num_envs=64, n_steps=8,
                 batch_size=128, checkpoint_interval=0)
     agent.obs, _ = agent.env.reset(seed=0)
     for _ in range(3):  # several replays of the compiled step, each overwriting the last one's outputs
-        collect(agent, agent.config.gamma, agent.config.gae_lambda)
+        agent.start_round(agent.collect_round(agent.policy, agent.buffer, agent.obs))
         buf = agent.buffer
         with torch.no_grad():
             logprob, _, value = agent.policy.evaluate_actions(buf.obs.flatten(0, 1), buf.actions.flatten(0, 1))
         torch.testing.assert_close(logprob, buf.logprobs.flatten(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(value, buf.values.flatten(), atol=1e-5, rtol=1e-5)
         assert buf.actions.unique().tolist() == [0, 1]
-        agent._update()
+        agent._update(buf, agent.global_step, None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -452,8 +371,6 @@ def test_graphed_update_on_cuda_matches_the_eager_one(env_id):
     CUDA graph: learning from the same rollouts in the same order, the weights and statistics after
     every update are the eager update's (clip range annealed, so its tensor input changes), and
     replays never sync with the host."""
-    from agents.common import collect
-
     kw = dict(backend="torch", device="cuda", num_envs=64, n_steps=16, batch_size=256, n_epochs=2,
               anneal_clip_range=True, checkpoint_interval=0, seed=0)
     eager, graphed = PPO(env_id, cuda_graph=False, **kw), PPO(env_id, **kw)
@@ -461,18 +378,17 @@ def test_graphed_update_on_cuda_matches_the_eager_one(env_id):
     eager.total_steps = graphed.total_steps = 5_000
     eager.obs, _ = eager.env.reset(seed=0)
     for i in range(3):
-        collect(eager, eager.config.gamma, eager.config.gae_lambda)  # both learn from the eager agent's rollout
-        graphed.buffer, graphed.global_step = eager.buffer, eager.global_step
+        eager.start_round(eager.collect_round(eager.policy, eager.buffer, eager.obs))  # both learn from this rollout
         torch.manual_seed(i)
-        expected = eager._update()
+        expected = eager._update(eager.buffer, eager.global_step, None)
         torch.manual_seed(i)
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error" if i else "default")  # the first update captures the graphs
         try:
-            got = graphed._update()
+            got = graphed._update(eager.buffer, eager.global_step, None)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-        assert graphed._captured is not None and eager._captured is None
+        assert graphed._graphed is not None and eager._graphed is None
         for a, b in zip(eager.policy.parameters(), graphed.policy.parameters(), strict=True):
             torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
         for key in ("losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac"):
@@ -484,20 +400,16 @@ def test_graphed_update_on_cuda_matches_the_eager_one(env_id):
 def test_ppo_iteration_on_cuda_never_syncs_with_the_host(cuda_graph):
     """Collection on the torch-native environment and the whole update (replayed or eager) run with
     CUDA's sync debug mode set to error: no .item(), no host copy, no data-dependent shape."""
-    from agents.common import collect
-
     agent = PPO("CartPole-v1", backend="torch", device="cuda", num_envs=256, n_steps=16, batch_size=1024,
                 checkpoint_interval=0, cuda_graph=cuda_graph)
     agent.total_steps = 10**9
     agent.obs, _ = agent.env.reset(seed=0)
-    collect(agent, agent.config.gamma, agent.config.gae_lambda)  # warm-up: lazy CUDA initialisation
-    agent._update()
+    _iterate(agent)  # warm-up: lazy CUDA initialisation
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(2):
-            collect(agent, agent.config.gamma, agent.config.gae_lambda)
-            stats = agent._update()
+            stats = _iterate(agent)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert stats["losses/value_loss"].is_cuda and agent.buffer.obs.is_cuda

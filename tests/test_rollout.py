@@ -3,13 +3,19 @@ its limits (Monte-Carlo, one-step TD), advantage normalisation and the rollout b
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
 
+from envs.core import VecEnv
 from rlcore.rollout import (
     RolloutBatch,
     RolloutBuffer,
+    collect,
     compute_gae,
+    gae_advantages,
+    make_rollout_buffer,
+    masked_mean,
     normalize_advantages,
 )
 
@@ -241,3 +247,80 @@ def test_buffer_stores_token_sequences_and_enforces_its_protocol() -> None:
         buf.compute_returns_and_advantages(t(LAST_VALUES), GAMMA, LAM)
     with pytest.raises(RuntimeError, match="compute_returns_and_advantages"):
         buf.minibatches(1)
+
+
+def test_masked_mean():
+    x = torch.tensor([[1.0, 2.0, float("nan")], [4.0, 5.0, 6.0]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    torch.testing.assert_close(masked_mean(x, mask), torch.tensor(1.5))  # the NaN is masked out, not averaged in
+    torch.testing.assert_close(masked_mean(x, mask, dim=1), torch.tensor([1.5, 0.0]))  # no True entries -> 0
+    torch.testing.assert_close(masked_mean(x, ~mask, dim=0), torch.tensor([4.0, 5.0, float("nan")]), equal_nan=True)
+
+
+def test_normalize_advantages_with_a_mask_along_a_dimension_normalises_each_row_over_its_real_entries():
+    adv = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 8.0, -5.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    out = normalize_advantages(adv, mask=mask, dim=-1)
+    for row in range(2):
+        real = adv[row][mask[row]]
+        torch.testing.assert_close(out[row][mask[row]], (real - real.mean()) / (real.std() + 1e-8))
+    assert torch.equal(out[~mask], torch.zeros(3))
+    torch.testing.assert_close(normalize_advantages(adv, mask=torch.ones_like(mask), dim=-1),
+                               normalize_advantages(adv, dim=-1))
+
+
+class Countdown(VecEnv):
+    """Two copies; each step's reward is the step count; copy 0 is cut by a time limit every 2 steps,
+    copy 1 terminates every 3. Observations count up; the final observation is marked by -1."""
+
+    env_id, num_envs, device = "Countdown", 2, torch.device("cpu")
+    single_observation_space = gym.spaces.Box(-10, 10, (1,))
+    single_action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None):
+        self.t = torch.zeros(2)
+        return self.t.unsqueeze(1).clone(), {}
+
+    def step(self, action):
+        self.t += 1
+        truncated, terminated = torch.tensor([self.t[0] % 2 == 0, False]), torch.tensor([False, self.t[1] % 3 == 0])
+        final = torch.where((truncated | terminated).unsqueeze(1), -1.0, self.t.unsqueeze(1))
+        reward = self.t.clone()
+        self.t = torch.where(truncated | terminated, 0.0, self.t)
+        return self.t.unsqueeze(1).clone(), reward, terminated, truncated, {"final_obs": final}
+
+
+class ValueOfObs(torch.nn.Module):
+    """V(s) = 10 * s; always action 1 with log-probability -0.5."""
+
+    def act(self, obs):
+        return torch.ones(obs.shape[0], dtype=torch.long), torch.full((obs.shape[0],), -0.5), self.value(obs)
+
+    def value(self, obs):
+        return 10 * obs[:, 0]
+
+    def to_env(self, action):
+        return action
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_collect_fills_the_buffer_and_bootstraps_only_where_a_time_limit_cut_an_episode(bootstrap):
+    env, policy = Countdown(), ValueOfObs()
+    buffer = make_rollout_buffer(env, 4, "cpu")
+    assert buffer.obs.dtype == torch.float32 and buffer.actions.dtype == torch.long
+    obs, _ = env.reset()
+    next_obs, texts = collect(env, policy, buffer, obs, bootstrap=bootstrap)
+    assert texts is None and torch.equal(next_obs, torch.tensor([[0.0], [1.0]]))
+    assert torch.equal(buffer.obs[:, :, 0], torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 2.0], [1.0, 0.0]]))
+    assert torch.equal(buffer.rewards, torch.tensor([[1.0, 1.0], [2.0, 2.0], [1.0, 3.0], [2.0, 1.0]]))
+    assert torch.equal(buffer.truncated[:, 0], torch.tensor([False, True, False, True]))
+    # V(final obs) = 10 * -1 where copy 0 was cut, else 0 (a termination needs none; other steps use the next value).
+    cut = -10.0 if bootstrap else 0.0
+    assert torch.equal(buffer.final_values[:, 0], torch.tensor([0.0, cut, 0.0, cut]))
+    assert torch.equal(buffer.logprobs, torch.full((4, 2), -0.5)) and torch.equal(buffer.values, 10 * buffer.obs[:, :, 0])
+    gae_advantages(buffer, policy, next_obs, gamma=1.0, lam=1.0)
+    # Copy 1 at t=3 starts a new episode: its return bootstraps from V(next obs) = 10.
+    assert buffer.returns[3, 1] == 1.0 + 10.0
+    # Copy 0 at t=1 was cut: its return is its reward plus V(final obs).
+    assert buffer.returns[1, 0] == 2.0 + cut
+

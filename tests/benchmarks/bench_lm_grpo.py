@@ -111,7 +111,6 @@ def run_ours(args: argparse.Namespace, seed: int, work: Path, profile: cProfile.
              async_rollout: bool = False, thread_learner: bool = False) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    import agents.ppo
     from agents import PPO
 
     reward = sys.modules[REWARD_MODULE].vader
@@ -121,17 +120,13 @@ def run_ours(args: argparse.Namespace, seed: int, work: Path, profile: cProfile.
                 learning_rate=args.learning_rate, temperature=1.0, seed=seed, checkpoint_interval=0,
                 log_interval=COMPLETIONS_PER_STEP * NEW_TOKENS, async_rollout=async_rollout)
     run_dir = work / f"ours_seed{seed}{'_async' if async_rollout else ''}{'_thread' if thread_learner else ''}"
-    available = agents.ppo.learner_process_available
     if thread_learner:  # the update beside a collector thread in this process, as async_rollout does off a CPU
-        agents.ppo.learner_process_available = lambda agent: False
+        agent.rollouts.use_process = False
     before = reward.scored
     start = time.perf_counter()
     if profile is not None:
         profile.enable()
-    try:
-        agent.learn(args.steps * COMPLETIONS_PER_STEP * NEW_TOKENS, run_dir=run_dir, progress=False)
-    finally:
-        agents.ppo.learner_process_available = available
+    agent.learn(args.steps * COMPLETIONS_PER_STEP * NEW_TOKENS, run_dir=run_dir, progress=False)
     if profile is not None:
         profile.disable()
     seconds = time.perf_counter() - start

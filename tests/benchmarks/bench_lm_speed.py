@@ -12,7 +12,7 @@ ones (a round of generation with the KV cache, the reference pass, `--epochs` ep
 The modes `ppo_async` and `group_async` run the same with `async_rollout=True`: the loop of
 `PPO._learn_async` as it runs off a CPU (take the collected round, start generating the next in a
 background thread, update, wait), so there is no split between collection and update. On a CPU,
-`learn` runs the update in a learner process instead (`agents.common.LearnerProcess`), which this
+`learn` runs the update in a learner process instead (`rlcore.async_rollout.LearnerProcess`), which this
 loop does not reproduce; `bench_lm_grpo.py` times it through `learn`.
 """
 
@@ -56,7 +56,7 @@ def build(root: Path, vocab: int, layers: int, width: int, prompt_tokens: int, n
 
 def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
     from agents import PPO
-    from agents.common import collect
+    from rlcore.timing import Timing
 
     group, overlap = mode.startswith("group"), mode.endswith("_async")
     T, N = args.new_tokens, args.num_envs
@@ -71,19 +71,20 @@ def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
     peak = (lambda: torch.cuda.max_memory_allocated() / 2**30) if agent.device.type == "cuda" else (lambda: None)
     agent.total_steps = 10**12
     agent.obs, _ = agent.env.reset(seed=0)
-    if overlap:  # the hot loop of PPO._learn_async (learn would add saving a 124M-parameter checkpoint)
-        rollouts = agent.rollouts
-        with rollouts.split_threads():
+    if overlap:  # the hot loop of PPO.learn with async_rollout (learn would add saving a 124M-parameter checkpoint)
+        rollouts, timing = agent.rollouts, Timing("rollout", "update")
+        try:
             for i in range(1 + args.iterations):
                 if i == 1:
                     sync()
                     start = time.perf_counter()
-                rollouts.take()
-                rollouts.start()
-                agent._update()
-                rollouts.wait()
+                round, agent.buffer = rollouts.take(agent.obs, agent.buffer)
+                agent.start_round(round)
+                rollouts.update(agent._update, agent.buffer, agent.global_step, agent.kl_coef, agent.obs, timing)
             sync()
             total = time.perf_counter() - start
+        finally:
+            rollouts.stop()
         return {"mode": name + ", async_rollout", "completions_per_s": args.iterations * N / total,
                 "collect_completions_per_s": None, "update_share": None, "generated_tokens_per_s": None,
                 "params": params, "peak_gib": peak()}
@@ -91,10 +92,10 @@ def run(mode: str, model: Path, args: argparse.Namespace) -> dict:
     for i in range(1 + args.iterations):
         sync()
         start = time.perf_counter()
-        collect(agent, agent.config.gamma, agent.config.gae_lambda)
+        agent.start_round(agent.collect_round(agent.policy, agent.buffer, agent.obs))
         sync()
         middle = time.perf_counter()
-        agent._update()
+        agent._update(agent.buffer, agent.global_step, agent.kl_coef)
         sync()
         if i:
             seconds["collect"] += middle - start

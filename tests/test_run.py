@@ -1,0 +1,176 @@
+"""rlcore.run: the training run an agent's learn loop drives, against a stand-in agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import envs
+from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME
+from rlcore.nan_guard import NanGuard
+from rlcore.run import TrainingRun
+
+
+@dataclass
+class Settings:
+    seed: int = 0
+    log_interval: int = 10
+    checkpoint_interval: int = 25
+
+
+class Stub:
+    """An agent as TrainingRun sees it: CartPole with a constant action, counting its steps by hand."""
+
+    algo, env_id = "stub", "CartPole-v1"
+
+    def __init__(self, seeds: tuple[int, ...] | None = None, action: int = 0, checkpoint_interval: int = 25):
+        self.config = Settings(checkpoint_interval=checkpoint_interval)
+        self.seeds, self.action = seeds, action
+        self.env = envs.make(self.env_id, num_envs=2, seed=0)
+        self.global_step, self.run_dir, self.device = 0, None, torch.device("cpu")
+        self.nan_guard = NanGuard(self.device)
+        self.saved: list[tuple[int, str, bool]] = []
+        self.obs, _ = self.env.reset(seed=0)
+
+    def member(self, m: int) -> "Stub":
+        return self
+
+    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("saved")
+        self.saved.append((self.global_step, Path(path).name, include_buffer))
+        return Path(path)
+
+    def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return torch.full((obs.shape[0],), self.action, dtype=torch.long)
+
+    def make_eval_env(self, env_id: str | None = None, num_envs: int = 1, seed: int | None = None):
+        return envs.make(env_id or self.env_id, num_envs=num_envs, seed=seed)
+
+    def step(self, n: int = 5) -> None:
+        for _ in range(n // 2):
+            self.obs = self.env.step(self.predict(self.obs))[0]
+        self.global_step += n
+
+
+def train(agent: Stub, run: TrainingRun, total: int) -> list[int]:
+    """The learn loop every agent writes; returns the steps at which it logged."""
+    logged = []
+    with run.start():
+        while agent.global_step < total and not run.stopped:
+            agent.step()
+            if run.log({"losses/x": torch.tensor(1.0)}):
+                logged.append(agent.global_step)
+            run.evaluate()
+            run.checkpoint()
+        agent.summary = run.finish()
+    return logged
+
+
+def test_log_checkpoint_and_finish_happen_in_the_calls_the_loop_makes(tmp_path: Path):
+    agent = Stub()
+    run = TrainingRun(agent, 60, {"algo": "stub"}, ("rollout",), run_dir=tmp_path / "r", progress=False,
+                      include_buffer=True)
+    assert not (tmp_path / "r").exists()  # nothing is written before start
+    logged = train(agent, run, 60)
+    assert logged == [10, 20, 30, 40, 50, 60]
+    assert [s for s in agent.saved] == [(25, CHECKPOINT_NAME, True), (50, CHECKPOINT_NAME, True),
+                                        (60, CHECKPOINT_NAME, True), (60, MODEL_NAME, False)]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["steps"] == 60 and summary["final_mean_return"] is None and agent.summary == summary
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["algo"] == "stub"
+    assert list((tmp_path / "r").glob("events.out.*"))
+
+
+def test_evaluation_stops_the_run_at_the_target_and_records_when(tmp_path: Path):
+    agent = Stub(checkpoint_interval=0)  # always pushing left: CartPole falls after about 10 steps
+    run = TrainingRun(agent, 1_000, {}, (), run_dir=tmp_path, progress=False, eval_every=20, eval_episodes=2,
+                      stop_at_return=5.0)
+    train(agent, run, 1_000)
+    assert agent.global_step == 20 and agent.summary["steps_to_threshold"] == 20
+    assert agent.summary["final_mean_return"] >= 5.0 and agent.summary["wall_time_to_threshold"] > 0
+    assert [s[:2] for s in agent.saved] == [(20, CHECKPOINT_NAME), (20, MODEL_NAME)]
+
+    agent = Stub(checkpoint_interval=0)
+    run = TrainingRun(agent, 50, {}, (), run_dir=tmp_path / "b", progress=False, eval_every=20, eval_episodes=2,
+                      stop_at_return=1_000.0)
+    train(agent, run, 50)  # never reached: a final evaluation at the end (the last one was at 40)
+    assert agent.global_step == 50 and "steps_to_threshold" not in agent.summary
+    events = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert events["final_mean_return"] == agent.summary["final_mean_return"]
+
+
+def test_ctrl_c_stops_at_the_step_boundary_saves_and_says_how_to_resume(tmp_path: Path, capsys):
+    agent = Stub(checkpoint_interval=0)
+    run = TrainingRun(agent, 1_000, {}, (), run_dir=tmp_path, progress=False)
+    step = agent.step
+
+    def interrupted_step(n: int = 5) -> None:
+        step(n)
+        if agent.global_step == 15:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    agent.step = interrupted_step
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(agent, run, 1_000)
+    assert agent.global_step == 15 and agent.saved == [(15, CHECKPOINT_NAME, False)]
+    out = capsys.readouterr().out
+    assert "Interrupted at step 15" in out and f"rl train stub CartPole-v1 --resume {tmp_path}" in out
+    assert signal.getsignal(signal.SIGINT) is before and not (tmp_path / "summary.json").exists()
+
+
+def test_a_nan_stops_the_run_at_the_next_log_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+    agent = Stub()
+    run = TrainingRun(agent, 100, {}, (), run_dir=tmp_path, progress=False)
+    step = agent.step
+
+    def nan_at_30(n: int = 5) -> None:
+        step(n)
+        if agent.global_step == 30:
+            agent.nan_guard.record(torch.tensor(float("nan")), agent.global_step)
+
+    agent.step = nan_at_30
+    with pytest.raises(FloatingPointError, match=r"STUB loss became NaN/inf at environment step 30.*checkpoint.pt"):
+        train(agent, run, 100)
+    assert agent.saved == [(25, CHECKPOINT_NAME, False)]
+
+
+def test_several_seeds_get_a_directory_logger_and_summary_each(tmp_path: Path):
+    agent = Stub(seeds=(4, 7), checkpoint_interval=0)
+    run = TrainingRun(agent, 20, {"algo": "stub"}, (), run_dir=tmp_path, progress=False)
+    assert run.run_dirs == [tmp_path / "seed4", tmp_path / "seed7"] and run.run_dir == tmp_path
+    train(agent, run, 20)
+    assert len(agent.summary) == 2
+    for seed in (4, 7):
+        assert json.loads((tmp_path / f"seed{seed}" / "config.json").read_text())["seed"] == seed
+        assert (tmp_path / f"seed{seed}" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eval_every": -1}, "eval_every = -1 must be >= 0"),
+    ({"eval_episodes": 0}, "eval_episodes = 0 >= 1"),
+    ({"stop_at_return": 10.0}, "stop_at_return needs eval_every > 0"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path: Path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingRun(Stub(), 100, {}, (), run_dir=tmp_path / "r", **kwargs)
+    with pytest.raises(ValueError, match="total_steps = 0 is invalid"):
+        TrainingRun(Stub(), 0, {}, (), run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_run_directory_is_the_given_one_else_the_agents_else_a_new_one(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    agent = Stub()
+    assert TrainingRun(agent, 10, {}, (), run_dir=tmp_path / "x").run_dir == tmp_path / "x"
+    fresh = TrainingRun(agent, 10, {}, ()).run_dir
+    assert fresh.parent == Path("runs") and fresh.name.startswith("CartPole-v1__stub__0__")
+    agent.run_dir = tmp_path / "loaded"
+    assert TrainingRun(agent, 10, {}, ()).run_dir == tmp_path / "loaded"
