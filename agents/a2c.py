@@ -97,8 +97,8 @@ class A2C(PolicyGradientAgent):
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("rollout", "update"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
                           stop_at_return=stop_at_return)
-        self.prepare_run(run)
         with run.start():
+            self.prepare_run(run)
             while self.global_step < total_steps and not run.stopped:
                 with run.timing.phase("rollout"):
                     self.collect_rollout()

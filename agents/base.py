@@ -189,7 +189,7 @@ class Agent:
         return self
 
     def prepare_run(self, run: TrainingRun) -> None:
-        """Before `run.start()`: take the run's step target and directories, and the first observation
+        """At the start of `learn`: take the run's step target and directories, and the first observation
         (a reset, unless a resumed agent continues its episodes)."""
         self.total_steps, self.run_dir, self.run_dirs = run.total_steps, run.run_dir, run.run_dirs
         if self.obs is None:

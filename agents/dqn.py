@@ -242,13 +242,13 @@ class DQN(Agent):
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("act", "env", "learn"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
                           stop_at_return=stop_at_return, include_buffer=cfg.save_replay_buffer)
-        self.prepare_run(run)
-        if self.buffer is None:
-            self.buffer = self._make_buffer()
         n = self.env.num_envs
         target_every = max(cfg.target_update_interval // n, 1)
         stats: dict[str, torch.Tensor] = {}
         with run.start():
+            self.prepare_run(run)
+            if self.buffer is None:
+                self.buffer = self._make_buffer()
             while self.global_step < total_steps and not run.stopped:
                 epsilon = self.epsilon()
                 with run.timing.phase("act"):

@@ -400,9 +400,9 @@ class PPO(PolicyGradientAgent):
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("rollout", "update"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
                           stop_at_return=stop_at_return)
-        self.prepare_run(run)
         rollouts = self.rollouts
         with run.start():
+            self.prepare_run(run)
             if rollouts is not None and self.global_step < total_steps:
                 rollouts.start(self._update, self.optimizer, self.buffer,
                                [*self.policy.parameters(), *self.policy.buffers(), self.nan_guard.first])

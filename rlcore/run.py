@@ -5,6 +5,7 @@ Every effect happens in a call the learn loop makes, in this order::
 
     run = TrainingRun(self, total_steps, ...)  # checks the settings; nothing is written yet
     with run.start():                          # run directories, loggers, progress bar; Ctrl-C is caught
+        self.prepare_run(run)                  # the agent takes the target and directories; first reset
         while self.global_step < total_steps and not run.stopped:
             ...                                # collect, advantages, update
             run.log(stats)                     # every log_interval steps

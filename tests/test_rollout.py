@@ -14,6 +14,7 @@ from rlcore.rollout import (
     collect,
     compute_gae,
     gae_advantages,
+    group_advantages,
     make_rollout_buffer,
     masked_mean,
     normalize_advantages,
@@ -23,15 +24,29 @@ GAMMA, LAM = 0.5, 0.5  # powers of two: every hand-computed value below is exact
 
 # [T=4, N=3]; columns: (a) runs on and bootstraps from V = 4 after the rollout,
 # (b) terminates at t=1 (V(final obs) = 5 must be ignored), (c) truncates at t=2 (bootstraps from V = 6).
+
+
 REWARDS = [[1.0, 1.0, 0.0], [2.0, 1.0, 1.0], [3.0, 1.0, 2.0], [4.0, 1.0, 3.0]]
+
+
 VALUES = [[0.5, 2.0, 1.0], [1.0, 1.0, 2.0], [1.5, 3.0, 1.0], [2.0, 2.0, 3.0]]
 # values[t + 1] where the step did not end an episode, V(final obs) where it did, the bootstrap at t = T-1.
+
+
 FINAL_VALUES = [[1.0, 1.0, 2.0], [1.5, 5.0, 1.0], [2.0, 2.0, 6.0], [4.0, 4.0, 2.0]]
+
+
 TERMINATED = [[False, False, False], [False, True, False], [False, False, False], [False, False, False]]
+
+
 TRUNCATED = [[False, False, False], [False, False, False], [False, False, True], [False, False, False]]
+
+
 LAST_VALUES = [4.0, 4.0, 2.0]
 
 # delta_t = r_t + gamma * (1 - terminated_t) * final_values[t] - values[t]
+
+
 DELTAS = [
     [1 + 0.5 * 1.0 - 0.5, 1 + 0.5 * 1.0 - 2.0, 0 + 0.5 * 2.0 - 1.0],  # [1.0, -0.5, 0.0]
     [2 + 0.5 * 1.5 - 1.0, 1 + 0.0 * 5.0 - 1.0, 1 + 0.5 * 1.0 - 2.0],  # [1.75, 0.0, -0.5]
@@ -39,6 +54,8 @@ DELTAS = [
     [4 + 0.5 * 4.0 - 2.0, 1 + 0.5 * 4.0 - 2.0, 3 + 0.5 * 2.0 - 3.0],  # [4.0, 1.0, 1.0]
 ]
 # A_t = delta_t + gamma * lam (= 0.25) * A_{t+1}, the trace cut after b's t=1 and c's t=2.
+
+
 ADVANTAGES = [
     [1.0 + 0.25 * 2.625, -0.5 + 0.25 * 0.0, 0.0 + 0.25 * 0.5],  # [1.65625, -0.5, 0.125]
     [1.75 + 0.25 * 3.5, 0.0, -0.5 + 0.25 * 4.0],  # [2.625, 0.0, 0.5]
@@ -304,6 +321,8 @@ class ValueOfObs(torch.nn.Module):
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
+
+
 def test_collect_fills_the_buffer_and_bootstraps_only_where_a_time_limit_cut_an_episode(bootstrap):
     env, policy = Countdown(), ValueOfObs()
     buffer = make_rollout_buffer(env, 4, "cpu")
@@ -324,3 +343,30 @@ def test_collect_fills_the_buffer_and_bootstraps_only_where_a_time_limit_cut_an_
     # Copy 0 at t=1 was cut: its return is its reward plus V(final obs).
     assert buffer.returns[1, 0] == 2.0 + cut
 
+
+def test_group_advantages_leave_one_out_by_hand():
+    returns = torch.tensor([1.0, 2.0, 3.0, 6.0, 0.0, 0.0])
+    # Group 1: 1 - (2+3)/2 = -1.5, 2 - 2 = 0, 3 - 1.5 = 1.5; group 2: 6 - 0, 0 - 3, 0 - 3.
+    torch.testing.assert_close(group_advantages(returns, 3), torch.tensor([-1.5, 0.0, 1.5, 6.0, -3.0, -3.0]))
+    with pytest.raises(ValueError, match="group_size"):
+        group_advantages(returns, 4)
+
+
+def test_sequence_minibatches_keep_each_episode_whole_and_carry_the_mask():
+    buf = RolloutBuffer(3, 4, (2,), torch.long, (), torch.long)
+    for t in range(3):
+        buf.add(obs=torch.full((4, 2), t), actions=torch.arange(4) + 10 * t, logprobs=torch.zeros(4),
+                values=torch.zeros(4), rewards=torch.ones(4), terminated=torch.zeros(4, dtype=torch.bool),
+                truncated=torch.full((4,), t == 2), final_values=torch.zeros(4), valid=torch.tensor([True, True, t < 2, True]))
+    buf.compute_returns_and_advantages(torch.zeros(4), 1.0, 1.0)
+    batches = list(buf.minibatches(2, sequences=True))
+    assert [b.actions.shape for b in batches] == [(2, 3), (2, 3)]
+    for b in batches:
+        env = b.actions[:, 0]
+        assert torch.equal(b.actions, env.unsqueeze(1) + torch.tensor([0, 10, 20]))  # steps in order, one env per row
+        expected = torch.ones(2, 3, dtype=torch.bool)
+        expected[env == 2, 2] = False  # env 2 idled at its last step
+        assert torch.equal(b.mask, expected)
+        assert b.obs.shape == (2, 3, 2)
+    with pytest.raises(ValueError, match="divide num_envs"):
+        buf.minibatches(3, sequences=True)
