@@ -11,6 +11,7 @@ model=..., kl_coef=0.1, n_epochs=2)`); each goes to the group that owns it.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ from envs import TEXT_ENV_ID
 from envs.core import VecEnv
 from envs.text import TextEnvConfig
 from envs.wrappers import ClipReward, ObservationNormalization, RewardNormalization
-from rlcore.checkpoint import load_checkpoint, save_checkpoint
+from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcore.config import build_config, check, flatten, split_settings
 from rlcore.lm import LMPolicyConfig
 from rlcore.nan_guard import NanGuard
@@ -79,8 +80,20 @@ class AgentConfig:
         check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
         check(self, "learning_rate", self.learning_rate > 0, "> 0")
         check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
-        check(self, "hidden_sizes", all(h >= 1 for h in self.hidden_sizes), "positive widths")
+        check(self, "hidden_sizes", all(1 <= h <= 65_536 for h in self.hidden_sizes), "widths from 1 to 65,536")
+        check(self, "num_envs", self.num_envs <= 2**24, "<= 16,777,216")
+        check(self, "seed", 0 <= self.seed < 2**32, "from 0 to 2**32 - 1")
+        check(self, "device", _device_available(self.device), "a torch device this machine has (cpu, or cuda with a GPU)")
         check(self, "backend", self.backend in envs.BACKENDS, f"one of {', '.join(envs.BACKENDS)}")
+
+
+def _device_available(name: str) -> bool:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return (device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available())
+            or (device.type == "mps" and torch.backends.mps.is_available()))
 
 
 def setting_groups(config_class: type, env_id: str) -> dict[str, type]:
@@ -96,14 +109,20 @@ def obs_to_tensor(obs: torch.Tensor | np.ndarray, space: gym.Space, device: torc
     t = torch.as_tensor(np.asarray(obs) if was_numpy else obs, device=device)
     if t.dtype == torch.float64:
         t = t.float()
-    unbatched = tuple(t.shape) == tuple(space.shape)
+    shape = tuple(space.shape)
+    unbatched = tuple(t.shape) == shape
+    if not unbatched and tuple(t.shape[1:]) != shape:
+        raise ValueError(f"predict: observation shape {tuple(t.shape)} is neither one observation {shape} nor a "
+                         f"batch (N, {', '.join(map(str, shape))}) of them.")
+    if t.device.type == "cpu" and t.is_floating_point() and not bool(torch.isfinite(t).all()):  # free on a CPU
+        raise ValueError("predict: the observation holds NaN or inf; an action for it would be meaningless.")
     return (t.unsqueeze(0) if unbatched else t), unbatched, was_numpy
 
 
 def migrate_settings(payload: dict[str, Any]) -> dict[str, Any]:
     """The flat settings a checkpoint's agent was built with, from any format this version reads.
 
-    Format 2 keeps each group apart (`config`, `env_config`, `policy_config`). Format 1 kept them
+    Formats 2 and 3 keep each group apart (`config`, `env_config`, `policy_config`). Format 1 kept them
     flat in the agent's config, the Text-v0 ones in every PPO config: outside Text-v0 those are
     dropped (they were ignored there). Before the torch-native environments, runs used gymnasium's.
     """
@@ -266,9 +285,11 @@ class Agent:
         return save_checkpoint(path, payload)
 
     @classmethod
-    def load(cls, path: str | Path, env: str | VecEnv | None = None, **overrides: Any) -> "Agent":
-        """Rebuild an agent from `save` or a run directory; `overrides` may change e.g. `device`."""
-        payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
+    def load(cls, path: str | Path, env: str | VecEnv | None = None, trust: bool = False, **overrides: Any) -> "Agent":
+        """Rebuild an agent from `save` or a run directory; `overrides` may change e.g. `device`. Loading
+        runs no code from the file; `trust=True` also reads older checkpoints, which hold pickled objects
+        (`rlcore.checkpoint`)."""
+        payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"), trust=trust)
         return cls.from_checkpoint(payload, path, env, **overrides)
 
     @classmethod
@@ -278,6 +299,10 @@ class Agent:
         if payload.get("algo") != cls.algo:
             raise ValueError(f"Checkpoint '{path}' holds a {payload.get('algo')!r} agent, not {cls.algo!r}: "
                              "load it with that agent's class.")
+        missing = [key for key in ("env_id", "config", "state", "counters", "rng", "env_state") if key not in payload]
+        if missing:
+            raise CheckpointError(f"Checkpoint '{path}' lacks {', '.join(missing)}: it was not written by `save` (or "
+                                  "was cut short). It was left untouched; resume from an earlier copy.")
         agent = cls(env if env is not None else payload["env_id"], **{**migrate_settings(payload), **overrides})
         for name, state in payload["state"].items():
             if getattr(agent, name, None) is None:
@@ -294,6 +319,10 @@ class Agent:
         # The saved observation is only valid if the environments came back mid-episode too.
         if obs is not None and agent.env.unwrapped.resumed_mid_episode:
             agent.obs = obs.to(agent.device)
+        elif obs is not None and payload["counters"].get("global_step", 0) < payload["counters"].get("total_steps", 0):
+            warnings.warn(f"{agent.env_id}: the environments restart their episodes on resume (gymnasium's cannot be "
+                          "saved without pickling them); the torch-native ones (backend='torch') continue exactly.",
+                          RuntimeWarning, stacklevel=2)
         agent.run_dir = Path(path).parent if Path(path).is_file() else Path(path)
         return agent
 

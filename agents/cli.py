@@ -12,11 +12,12 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import gymnasium as gym
 import torch
@@ -31,10 +32,13 @@ from envs import BACKENDS, TEXT_ENV_ID
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
 from rlcore.config import ConfigError, field_docs, flat_fields, parts
 from rlcore.evaluation import evaluate
+from rlcore.interrupt import Terminated
 
 # Flags of `rl train` that are not hyperparameters, or that map to a config field directly.
 RUN_FLAGS = {"total_steps", "run_dir", "resume", "progress"}
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+TRUST_HELP = ("also read checkpoints that hold pickled objects (written before format 3): loading those can run code "
+              "from the file, so only for files whose source you trust")
 
 
 def _parse_value(cls: type, name: str, text: str) -> Any:
@@ -55,8 +59,9 @@ def _parse_value(cls: type, name: str, text: str) -> Any:
         if base is int:
             return int(float(text)) if "e" in text.lower() else int(text)
         return base(text)
-    except ValueError as exc:
-        raise ConfigError(f"--{name.replace('_', '-')} {text!r}: not a valid {getattr(base, '__name__', base)} ({exc}).") from exc
+    except (ValueError, OverflowError) as exc:
+        kind = getattr(base, "__name__", base)
+        raise ConfigError(f"--{name.replace('_', '-')} {text!r}: not a valid {kind} ({exc}).") from None
 
 
 def _hyperparameters(groups: dict[str, type], extra: Sequence[str]) -> dict[str, Any]:
@@ -87,9 +92,43 @@ def _hyperparameters(groups: dict[str, type], extra: Sequence[str]) -> dict[str,
     return out
 
 
+MAX_STEPS = 10**12  # a million steps a second for eleven days
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse prints its usage first): `rl <command> --help` has it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def whole(minimum: int, maximum: int = MAX_STEPS, what: str = "number") -> Callable[[str], int]:
+    """An argparse type: a whole number from `minimum` to `maximum`, written 5000, 5e3 or 5_000."""
+    def parse(text: str) -> int:
+        try:
+            value = float(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not (math.isfinite(value) and value == int(value) and minimum <= value <= maximum):
+            raise argparse.ArgumentTypeError(f"{text!r} is invalid: give a whole {what} from {minimum:,} to {maximum:,}")
+        return int(value)
+    return parse
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: give a finite number")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: a typo such as --see must fail, not silently become --seed.
-    parser = argparse.ArgumentParser(prog="rl", description="Train and evaluate reinforcement-learning agents.",
+    parser = Parser(prog="rl", description="Train and evaluate reinforcement-learning agents.",
                                      allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -97,35 +136,37 @@ def _parser() -> argparse.ArgumentParser:
                            allow_abbrev=False)
     train.add_argument("algo", choices=sorted(AGENTS))
     train.add_argument("env_id")
-    train.add_argument("--total-steps", type=lambda s: int(float(s)), default=None,
+    train.add_argument("--total-steps", type=whole(1, what="number of steps"), default=None,
                        help="environment steps (default: the preset's budget, else 100000)")
-    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--seed", type=whole(0, 2**32 - 1, "seed"), default=None)
     train.add_argument("--seeds", type=parse_seeds, default=None, metavar="LIST",
                        help="train one agent per seed at once, in this process (ppo): e.g. 0-15 or 0,3,7-9; each seed "
                             "gets its own run directory")
-    train.add_argument("--num-envs", type=int, default=None)
+    train.add_argument("--num-envs", type=whole(1, 2**24, "number of copies"), default=None)
     train.add_argument("--device", default=None)
-    train.add_argument("--threads", type=int, default=1,
+    train.add_argument("--threads", type=whole(1, 1024, "number of threads"), default=1,
                        help="torch CPU threads (default 1: small networks gain little from more, and lose a lot "
                             "when another process competes for the cores)")
     train.add_argument("--run-dir", default=None, help="where TensorBoard events and checkpoints go")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    train.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     train.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    train.add_argument("--eval-every", type=lambda s: int(float(s)), default=0, metavar="STEPS",
+    train.add_argument("--eval-every", type=whole(0, what="number of steps"), default=0, metavar="STEPS",
                        help="evaluate deterministically every STEPS environment steps (0: never)")
-    train.add_argument("--eval-episodes", type=int, default=20)
-    train.add_argument("--stop-at-return", type=float, default=None, metavar="R",
+    train.add_argument("--eval-episodes", type=whole(1, 10**6, "number of episodes"), default=20)
+    train.add_argument("--stop-at-return", type=finite, default=None, metavar="R",
                        help="stop once the evaluation mean reaches R (needs --eval-every)")
 
     ev = sub.add_parser("eval", help="evaluate a trained agent deterministically", allow_abbrev=False)
     ev.add_argument("path", help="a run directory or a checkpoint file")
-    ev.add_argument("--episodes", type=int, default=20)
-    ev.add_argument("--seed", type=int, default=None)
+    ev.add_argument("--episodes", type=whole(1, 10**6, "number of episodes"), default=20)
+    ev.add_argument("--seed", type=whole(0, 2**32 - 1, "seed"), default=None)
     ev.add_argument("--device", default=None)
     ev.add_argument("--backend", choices=BACKENDS, default=None,
                     help="environment implementation to evaluate on (default: the one the agent trained on)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     sub.add_parser("list", help="agents, their hyperparameters, environments with presets")
 
@@ -143,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     lm = sub.add_parser("pretrain-lm", help="build the offline tiny GPT-2 (tokenizer, model, prompts.txt) and pretrain "
                                              "it on a generated movie-review corpus", allow_abbrev=False)
     lm.add_argument("--out", default="runs/tiny-lm", help="directory to save the model, tokenizer and prompts to")
-    lm.add_argument("--minutes", type=float, default=2.0, help="wall-clock budget of the pretraining")
+    lm.add_argument("--minutes", type=finite, default=2.0, help="wall-clock budget of the pretraining")
     lm.add_argument("--seed", type=int, default=0)
     lm.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
@@ -198,17 +239,17 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             hp[name] = getattr(args, name)
     if args.resume:
         path = resolve_checkpoint(args.resume)
-        payload = load_checkpoint(path, map_location=hp.get("device", "cpu"))
+        payload = load_checkpoint(path, map_location=hp.get("device", "cpu"), trust=args.trust_checkpoint)
         if (payload.get("algo"), payload.get("env_id")) != (args.algo, args.env_id):
             raise ConfigError(f"--resume {args.resume} holds a {payload.get('algo')} run on {payload.get('env_id')}, "
                               f"not {args.algo} on {args.env_id}.")
         agent = agent_cls.from_checkpoint(payload, path, **hp)
-        total = args.total_steps or payload["counters"]["total_steps"]
+        total = args.total_steps if args.total_steps is not None else payload["counters"]["total_steps"]
         print(f"Resuming {args.resume} at step {agent.global_step:,} of {total:,}")
         run_dir = args.run_dir or args.resume
     else:
         agent = agent_cls(args.env_id, **hp)
-        total = args.total_steps or preset_total_steps(args.algo, args.env_id)
+        total = args.total_steps if args.total_steps is not None else preset_total_steps(args.algo, args.env_id)
         run_dir = args.run_dir
     agent.learn(total, run_dir=run_dir, progress=args.progress, eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
@@ -234,7 +275,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _eval(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.path, prefer=MODEL_NAME)
     overrides = {name: getattr(args, name) for name in ("device", "backend") if getattr(args, name)}
-    payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"))
+    payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"), trust=args.trust_checkpoint)
     algo = payload.get("algo")
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
@@ -330,7 +371,10 @@ def _list() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = _parser().parse_known_args(argv)
+    try:
+        args, extra = _parser().parse_known_args(argv)
+    except SystemExit as exc:  # --help, or a one-line usage error already printed
+        return int(exc.code or 0)
     if args.command != "train" and extra:
         print(f"rl {args.command}: unrecognised arguments: {' '.join(extra)}", file=sys.stderr)
         return 2
@@ -346,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train-reward-model":
             return _train_reward_model(args)
         return _list()
+    except Terminated:
+        return 143  # SIGTERM: the agent already saved a checkpoint and printed how to resume
     except KeyboardInterrupt:
         return 130  # the agent already saved a checkpoint and printed how to resume
     except (ConfigError, CheckpointError, FloatingPointError, ValueError, FileNotFoundError,

@@ -256,6 +256,7 @@ class DQN(Agent):
                 with run.timing.phase("env"):
                     next_obs, reward, terminated, truncated, info = self.env.step(action)
                     self.nan_guard.record_env(next_obs, reward, self.global_step + n)
+                    self.nan_guard.record_env(info["final_obs"], reward, self.global_step + n)  # where episodes ended
                 with run.timing.phase("learn"):
                     self.buffer.add(self.obs, action, reward, info["final_obs"], terminated, truncated)
                     self.obs = next_obs

@@ -114,4 +114,5 @@ class PolicyGradientAgent(Agent):
         start = self.global_step
         self.obs, _ = collect(self.env, self.policy, self.buffer, self.obs, acting_step(self.policy, self.compiled_act))
         self.global_step += self.buffer.num_steps * self.env.num_envs
-        self.nan_guard.record_rollout(self.buffer.obs, self.buffer.rewards, start, self.env.num_envs)
+        self.nan_guard.record_rollout(self.buffer.obs, self.buffer.rewards, start, self.env.num_envs,
+                                      self.buffer.final_values)

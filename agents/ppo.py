@@ -279,7 +279,8 @@ class PPO(PolicyGradientAgent):
         """The round in `self.buffer` becomes the agent's: its steps (counted per seed), the observation
         to go on from, its statistics; the NaN guard sees its inputs and the KL controller its KL."""
         steps_per_copy = self.env.num_envs // self.members
-        self.nan_guard.record_rollout(self.buffer.obs, self.buffer.rewards, self.global_step, steps_per_copy)
+        self.nan_guard.record_rollout(self.buffer.obs, self.buffer.rewards, self.global_step, steps_per_copy,
+                                      self.buffer.final_values)
         self.global_step += self.config.n_steps * steps_per_copy
         if round.obs is not None:
             self.obs = round.obs

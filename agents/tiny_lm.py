@@ -297,7 +297,7 @@ def pretrain(out: str | Path, minutes: float = 2.0, seed: int = 0, n_docs: int =
     initial_loss = math.nan
     step, last_log = 0, time.perf_counter()
     model.train()
-    while step < max_steps and time.perf_counter() - start < minutes * 60:
+    while step < max_steps and (step == 0 or time.perf_counter() - start < minutes * 60):  # at least one step
         if not batches:
             batches = _length_bucketed(generator, lengths, batch_size)
         input_ids, mask, labels = _batch(encoded, batches.pop(), tokenizer.pad_token_id)

@@ -8,8 +8,10 @@ terminated/truncated are bool. Other keys of gymnasium's ``info`` pass through a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -118,11 +120,26 @@ class GymVecEnv(VecEnv):
             seed, self._seed = self._seed, None
         else:
             self._seed = None
-        obs, info = self.venv.reset(seed=seed)
+        with self._shapes_checked("reset()"):
+            obs, info = self.venv.reset(seed=seed)
         return self._to_device({"obs": obs})["obs"], dict(info)
 
+    @contextlib.contextmanager
+    def _shapes_checked(self, call: str) -> Iterator[None]:
+        """gymnasium's vector env copies each observation into a preallocated batch; one of another shape
+        fails there with numpy's words. Say which environment and what shape it should have been."""
+        try:
+            yield
+        except ValueError as exc:
+            if "wrong shape" not in str(exc) and "could not broadcast" not in str(exc):
+                raise
+            raise ValueError(f"{self.env_id}: {call} returned an observation whose shape is not its observation "
+                             f"space's {self.single_observation_space.shape}; fix the environment's {call} or its "
+                             "observation_space.") from None
+
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.venv.step(_action_to_numpy(action, self.venv.action_space))
+        with self._shapes_checked("step()"):
+            obs, reward, terminated, truncated, info = self.venv.step(_action_to_numpy(action, self.venv.action_space))
         info = dict(info)
         # gymnasium gives an object array holding the final obs where "_final_obs" is set;
         # turn it into a dense [N, ...] array that equals obs elsewhere.
@@ -144,17 +161,14 @@ class GymVecEnv(VecEnv):
         return out["obs"], out["reward"], out["terminated"], out["truncated"], info
 
     def state_dict(self) -> dict[str, Any]:
-        """The copies' own state (physics, episode clocks, RNGs), pickled, so a resumed run continues the
-        very episodes it stopped in. Only in-process (sync) copies that pickle can be saved; otherwise the
-        state is empty and a resumed run starts fresh episodes (``exact`` says which)."""
-        if isinstance(self.venv, gym.vector.SyncVectorEnv):
-            try:
-                return {"exact": True, "envs": pickle.dumps(self.venv.envs), "seed": self._seed}
-            except Exception:  # e.g. an emulator handle without pickle support
-                pass
+        """Nothing of the copies themselves: their state (physics, episode clocks, RNGs) could only be
+        saved by pickling them, and a checkpoint never holds pickled objects, so a resumed run starts
+        fresh episodes (the torch-native environments continue theirs). ``exact`` says which."""
         return {"exact": False}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Checkpoints of formats 1 and 2 pickled the copies; they are read only from a trusted file
+        (`load_checkpoint(trust=True)`, which alone lets bytes through), and continue those episodes."""
         self.resumed_mid_episode = bool(state.get("exact")) and isinstance(self.venv, gym.vector.SyncVectorEnv)
         if self.resumed_mid_episode:
             self.venv.envs = pickle.loads(state["envs"])

@@ -65,6 +65,8 @@ class TextEnvConfig:
     """Episode rewards: none or running (scaled by the running mean and std of the rewards seen)."""
 
     def __post_init__(self) -> None:
+        if self.prompts and Path(self.prompts).is_file():  # saved absolute: the run evaluates from any directory
+            self.prompts = str(Path(self.prompts).resolve())
         check(self, "max_new_tokens", self.max_new_tokens >= 1, ">= 1")
         check(self, "group_size", self.group_size >= 1, ">= 1")
         check(self, "reward_normalization", self.reward_normalization in ("none", "running"), "none or running")

@@ -319,27 +319,41 @@ class ReplayBuffer:
             tensors["next_obs"] = self._next_obs
         return tensors
 
-    def state_dict(self) -> dict[str, Any]:
-        """Full contents and position, so a resumed run samples exactly as the original would.
+    _ROW_TENSORS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated", "side_idx", "row_step")
 
-        Tensors are returned by reference, as ``nn.Module.state_dict`` does; ``torch.save`` copies them.
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rows and the position, so a resumed run samples exactly as the original would.
+        Only the rows written so far are kept: a checkpoint of a buffer that has barely filled is small.
+
+        Tensors are returned by reference (a view of the stored rows), as ``nn.Module.state_dict`` does;
+        ``torch.save`` copies them.
         """
-        return {**self._tensors(), "pos": self._pos, "full": self._full, "num_adds": self._num_adds}
+        rows = self._stored_rows
+        return {**{k: v[:rows] if k in self._ROW_TENSORS else v for k, v in self._tensors().items()},
+                "pos": self._pos, "full": self._full, "num_adds": self._num_adds, "capacity_per_env": self.capacity_per_env}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore ``state_dict()`` output from a buffer built with the same arguments."""
+        """Restore ``state_dict()`` output from a buffer built with the same arguments (older checkpoints,
+        which kept every row, load too)."""
         tensors = self._tensors()
-        expected = set(tensors) | {"pos", "full", "num_adds"}
+        expected = set(tensors) | {"pos", "full", "num_adds", "capacity_per_env"}
+        state = {"capacity_per_env": self.capacity_per_env, **state}  # older checkpoints: checked by shape below
+        if state["capacity_per_env"] != self.capacity_per_env:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state holds a buffer of capacity_per_env = "
+                             f"{state['capacity_per_env']}, this one has {self.capacity_per_env} (set buffer_size as it "
+                             "was saved).")
         if set(state) != expected:
             raise ValueError(f"{type(self).__name__}.load_state_dict: keys {sorted(state)} do not match "
                              f"{sorted(expected)} (was it saved with other arguments?).")
         for key, dst in tensors.items():
             src = state[key]
-            if src.shape != dst.shape or src.dtype != dst.dtype:
+            rows_ok = key in self._ROW_TENSORS and src.shape[0] <= dst.shape[0]
+            if (src.shape[1:] != dst.shape[1:] or not (rows_ok or src.shape[0] == dst.shape[0])
+                    or src.dtype != dst.dtype):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: '{key}' is {src.dtype}{list(src.shape)}, "
                                  f"expected {dst.dtype}{list(dst.shape)}.")
         for key, dst in tensors.items():
-            dst.copy_(state[key])
+            dst[:state[key].shape[0]].copy_(state[key])
         self._pos, self._full, self._num_adds = int(state["pos"]), bool(state["full"]), int(state["num_adds"])
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -78,6 +79,11 @@ def build_config(cls: type[C], overrides: dict[str, Any], presets: dict[str, Any
                 merged = {k: v for k, v in merged.items() if k in own or not k.startswith(key + "_")}
             merged[key] = value
     kwargs = {k: v for k, v in merged.items() if k in own}
+    for key, value in kwargs.items():  # what no range check below should have to think of
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{cls.__name__}.{key} = {value!r} is invalid: must be a finite number.")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+            raise ConfigError(f"{cls.__name__}.{key} = {value} is invalid: far beyond any usable value.")
     for name, part in parts(cls).items():
         given = merged.get(name)
         flat = {k[len(name) + 1:]: v for k, v in merged.items() if k not in own and k.startswith(name + "_")}

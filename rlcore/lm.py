@@ -56,6 +56,8 @@ class LMPolicyConfig:
     """LoRA rank (peft); 0 trains every weight. With LoRA the reference is the base model, adapter disabled."""
 
     def __post_init__(self) -> None:
+        if self.model and Path(self.model).is_dir():  # saved absolute: the run evaluates from any directory
+            self.model = str(Path(self.model).resolve())
         check(self, "critic", self.critic in ("head", "separate"), "head or separate")
         check(self, "temperature", self.temperature > 0, "> 0")
         check(self, "top_k", self.top_k >= 0, ">= 0 (0: off)")

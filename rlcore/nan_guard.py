@@ -34,15 +34,20 @@ class NanGuard:
         bad_env = ~finite
         self._keep_first_input(bad_env.any(), step, bad_env.int().argmax())
 
-    def record_rollout(self, obs: torch.Tensor, rewards: torch.Tensor, start_step: int, step_size: int) -> None:
+    def record_rollout(self, obs: torch.Tensor, rewards: torch.Tensor, start_step: int, step_size: int,
+                       final_values: torch.Tensor | None = None) -> None:
         """`record_env` for a whole rollout at once (a few ops instead of a few per step): `obs[t]`
         ``[T, N, ...]`` came back at environment step ``start_step + t * step_size``, `rewards[t]` at
-        ``start_step + (t + 1) * step_size``. The earliest bad step is kept, then the lowest copy."""
+        ``start_step + (t + 1) * step_size``, and so did the final observation of an episode that step
+        ended, whose value `final_values[t]` is not finite where the observation was not. The earliest
+        bad step is kept, then the lowest copy."""
         T, N = rewards.shape
         bad = torch.zeros(T + 1, N, dtype=torch.bool, device=rewards.device)
         if obs.is_floating_point():
             bad[:T] = ~torch.isfinite(obs.reshape(T, N, -1).sum(2))
         bad[1:] |= ~torch.isfinite(rewards)
+        if final_values is not None:
+            bad[1:] |= ~torch.isfinite(final_values)
         bad = bad.flatten()
         if bad.device.type == "cpu" and not bool(bad.any()):
             return  # as in `record`
@@ -55,17 +60,20 @@ class NanGuard:
         self.first[2] = torch.where(new, env, self.first[2])
 
     def check(self, algo: str, checkpoint: Path) -> None:
+        """Raise the error for the first non-finite value recorded, naming `checkpoint`, the last good
+        one, when it exists."""
         loss_step, input_step, env = self.first.tolist()
+        if input_step < 0 and loss_step < 0:
+            return
+        kept = (f"the last good checkpoint is {checkpoint} (not overwritten)" if Path(checkpoint).exists()
+                else "no checkpoint had been saved yet")
         if input_step >= 0:
             raise FloatingPointError(
                 f"The environment returned a NaN/inf observation or reward at environment step {input_step} "
-                f"(copy {env}). Training stopped; the last good checkpoint is {checkpoint} (not overwritten). "
-                "Check the environment, or wrap it to sanitise its output.")
-        if loss_step >= 0:
-            raise FloatingPointError(
-                f"{algo.upper()} loss became NaN/inf at environment step {loss_step}. Training stopped; the last "
-                f"good checkpoint is {checkpoint} (not overwritten). Lower learning_rate, check rewards and "
-                "observations for NaN, or set normalize_obs=True.")
+                f"(copy {env}). Training stopped; {kept}. Check the environment, or wrap it to sanitise its output.")
+        raise FloatingPointError(
+            f"{algo.upper()} loss became NaN/inf at environment step {loss_step}. Training stopped; {kept}. Lower "
+            "learning_rate, check rewards and observations for NaN, or set normalize_obs=True.")
 
     def state_dict(self) -> dict[str, Any]:
         return {"first": self.first.clone()}

@@ -83,6 +83,11 @@ def make_torso(observation_space: gym.Space, hidden: tuple[int, ...], activation
         )
     if is_image_space(observation_space):
         c, h, w = observation_space.shape
+        if c > 16 and w <= 4:  # e.g. (64, 64, 3): a conv layer would read 64 channels of 3 pixels each
+            raise ValueError(
+                f"Image observations {observation_space.shape} look channels-last (height, width, channels); the CNN "
+                "takes channels first. Wrap the environment with gymnasium.wrappers.TransformObservation that moves "
+                "the last axis first (np.moveaxis(obs, -1, 0)), with the matching Box space.")
         return NatureCNN(c, height=h, width=w)
     return FlatMLP(math.prod(observation_space.shape), hidden, activation)
 

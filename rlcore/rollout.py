@@ -468,7 +468,8 @@ def collect(env: VecEnv, policy: Policy, buffer: RolloutBuffer, obs: Tensor, act
     """Fill `buffer` (reset first) with `buffer.num_steps` steps of `policy` on `env`, starting from `obs`.
 
     `act` is the acting step (default `policy.act`; e.g. `side_by_side_act` or a compiled one).
-    Where a time limit cut an episode, V of its true final observation is stored for the bootstrap;
+    Where a time limit cut an episode, V of its true final observation is stored for the bootstrap
+    (NaN where that observation is not finite, so `NanGuard.record_rollout` reports the step);
     `bootstrap=False` stores 0 instead (a text episode is truncated only when its token budget is
     spent: nothing can follow). Steps a copy idles through (`info["active"]`) are marked invalid.
 
@@ -486,7 +487,10 @@ def collect(env: VecEnv, policy: Policy, buffer: RolloutBuffer, obs: Tensor, act
         # On an accelerator one critic pass over every copy avoids asking which ones were cut (a
         # sync); on the CPU asking is free and most steps truncate nothing, so the pass is skipped.
         if bootstrap and (env.device.type != "cpu" or bool(truncated.any())):
-            final_value = policy.value(info["final_obs"])
+            final_obs = info["final_obs"]
+            final_value = policy.value(final_obs)
+            if final_obs.is_floating_point():  # a non-finite final observation leaves a NaN the NaN guard sees
+                final_value = torch.where(torch.isfinite(final_obs.flatten(1)).all(1), final_value, float("nan"))
         else:
             final_value = no_final_values
         buffer.add(obs=obs, actions=action, logprobs=logprob, values=value, rewards=reward,

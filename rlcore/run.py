@@ -25,11 +25,17 @@ them. The run stops at the target when every seed has reached it.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import IO, Any, Protocol, Sequence
 
 import torch
+
+try:
+    import fcntl  # file locks; not on Windows, where a run directory is not locked
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from envs.core import VecEnv
 from envs.wrappers import EpisodeStatistics
@@ -62,6 +68,7 @@ class Trainee(Protocol):
     nan_guard: NanGuard
     seeds: tuple[int, ...] | None
     run_dir: Path | None
+    run_dirs: list[Path]
     device: torch.device
 
     def member(self, m: int) -> "Trainee": ...
@@ -76,6 +83,8 @@ class Trainee(Protocol):
 def check_eval_settings(every: int, episodes: int, stop_at_return: float | None) -> None:
     if every < 0 or episodes < 1:
         raise ValueError(f"eval_every = {every} must be >= 0 and eval_episodes = {episodes} >= 1.")
+    if stop_at_return is not None and not math.isfinite(stop_at_return):
+        raise ValueError(f"stop_at_return = {stop_at_return} is invalid: give a finite return to stop at.")
     if stop_at_return is not None and every == 0:
         raise ValueError("stop_at_return needs eval_every > 0: the target is checked at each evaluation.")
 
@@ -119,8 +128,55 @@ class PeriodicEvaluation:
                    "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
         if last_round:
             summary["last_round"] = last_round
-        (self.logger.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (self.logger.run_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
         return summary
+
+
+RUN_FILES = ("config.json", CHECKPOINT_NAME, MODEL_NAME, "summary.json")
+LOCK_NAME = ".lock"
+
+
+class RunDirectoryError(ValueError):
+    """A run directory that a run may not write into."""
+
+
+def check_run_dirs(run_dirs: Sequence[Path], own: Sequence[Path]) -> None:
+    """A run writes only into new or empty directories, or into the ones of the agent's own run
+    (`own`: where it was loaded from or last trained): never over another run's files."""
+    mine = {Path(d).resolve() for d in own}
+    for d in run_dirs:
+        if d.exists() and not d.is_dir():
+            raise RunDirectoryError(f"Run directory '{d}' is a file, not a directory: give a directory (--run-dir DIR).")
+        found = sorted(p.name for p in d.glob("*") if p.name in RUN_FILES or p.name.startswith("events.out.")) \
+            if d.is_dir() else []
+        if found and d.resolve() not in mine:
+            raise RunDirectoryError(
+                f"Run directory '{d}' holds another run ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); a "
+                f"new run never writes over it. Continue that run (rl train ... --resume {d}; Python: Agent.load('{d}')"
+                ".learn(...)), or give a fresh run directory.")
+
+
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Create `run_dir` and hold an exclusive lock on its lock file until the returned file is closed;
+    a second process training into it fails at once."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / LOCK_NAME, "w")
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise RunDirectoryError(f"Run directory '{run_dir}' is in use by another training process (it holds "
+                                    f"{run_dir / LOCK_NAME}): wait for it to finish, or give another run directory."
+                                    ) from None
+    return lock
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or inf float (a diverged evaluation) as None: JSON has neither."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def interrupted_message(algo: str, env_id: str, step: int, checkpoint: Path, run_dir: Path) -> str:
@@ -153,12 +209,14 @@ class TrainingRun:
             self.run_dirs = [Path(run_dir) / f"seed{s}" if run_dir is not None
                              else Path("runs") / run_name(agent.env_id, agent.algo, s) for s in seeds]
         self.seeds = seeds
+        check_run_dirs(self.run_dirs, [d for d in (agent.run_dir, *agent.run_dirs) if d is not None])
         self.timing = Timing(*phases)
         self.interrupt = GracefulInterrupt()
         self.target_reached = False
         self.loggers: list[Logger] = []
         self.evals: list[PeriodicEvaluation] = []
         self.bar: ProgressBar | None = None
+        self._locks: list[IO[str]] = []
 
     @property
     def run_dir(self) -> Path:
@@ -175,10 +233,12 @@ class TrainingRun:
         return self.target_reached or self.interrupt.requested
 
     def start(self) -> "TrainingRun":
-        """Create the run directories with their TensorBoard writers and `config.json`, show the progress
-        bar, and catch Ctrl-C (the loop then stops at its next step boundary). On a CPU, freed memory is
+        """Lock the run directories (one process per directory), create them with their TensorBoard
+        writers and `config.json`, show the progress bar, and catch Ctrl-C and SIGTERM (the loop then
+        stops at its next step boundary). On a CPU, freed memory is
         kept for reuse from now on (`rlcore.allocator`): every step's large tensors then reuse pages."""
         agent = self.agent
+        self._locks = [lock_run_dir(d) for d in self.run_dirs]
         self.loggers = [Logger(d, {**self.hparams, "seed": s}) for d, s in zip(self.run_dirs, self.seeds)]
         every, episodes, target = self.eval_settings
         self.evals = [PeriodicEvaluation(lg, agent.env_id, agent.global_step, every, episodes, target)
@@ -264,7 +324,8 @@ class TrainingRun:
 
     # ----- at the end ------------------------------------------------------------------------------
     def finish(self, last_round: dict[str, Any] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-        """After Ctrl-C: save the checkpoint, say how to resume, raise KeyboardInterrupt. Else: the
+        """After Ctrl-C or SIGTERM: save the checkpoint, say how to resume, raise KeyboardInterrupt
+        (`rlcore.interrupt.Terminated` for SIGTERM). Else: the
         checkpoint and `model.pt`, a final evaluation (when the run evaluates and has not just done so)
         and `summary.json` (with `last_round`, a text round's statistics); returns the summary (a list
         of them for several seeds)."""
@@ -272,7 +333,7 @@ class TrainingRun:
         if self.interrupt.requested:
             path = self.save_checkpoint()
             print(interrupted_message(agent.algo, agent.env_id, agent.global_step, path, self.run_dir), flush=True)
-            raise KeyboardInterrupt
+            raise self.interrupt.stop()
         self.save_checkpoint()
         self._save(MODEL_NAME, include_buffer=False)
         wall = self.train_time()
@@ -285,9 +346,13 @@ class TrainingRun:
         return summaries[0] if self.members == 1 else summaries
 
     def close(self) -> None:
-        """Flush and close the loggers and the progress bar, and give Ctrl-C back (also after an error)."""
+        """Flush and close the loggers and the progress bar, give Ctrl-C and SIGTERM back, release the
+        run directories (also after an error)."""
         self.interrupt.__exit__()
         for logger in self.loggers:
             logger.close()
         if self.bar is not None:
             self.bar.close()
+        for lock in self._locks:
+            lock.close()  # closing the file releases its lock
+        self._locks = []

@@ -379,9 +379,23 @@ def test_state_dict_round_trip_reproduces_samples(cls, kwargs):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
+def test_a_checkpoint_keeps_only_the_rows_written_so_far():
+    buf = ReplayBuffer(1_000, 2, (2, 3), torch.uint8, (), torch.long)
+    for step in image_steps(2, 7, seed=1):
+        buf.add(*step)
+    state = buf.state_dict()
+    assert state["obs"].shape == (7, 2, 2, 3) and state["next_obs"].shape[0] == 7 and state["rewards"].shape == (7, 2)
+    old_format = {**state, **{k: v for k, v in buf._tensors().items()}}  # every row, as checkpoints kept before
+    del old_format["capacity_per_env"]
+    for saved in (state, old_format):
+        restored = ReplayBuffer(1_000, 2, (2, 3), torch.uint8, (), torch.long)
+        restored.load_state_dict(saved)
+        assert len(restored) == len(buf) and torch.equal(restored._obs[:7], buf._obs[:7])
+
+
 def test_load_state_dict_rejects_other_shapes():
     buf = scalar_buffer(capacity=10)
-    with pytest.raises(ValueError, match="'obs'"):
+    with pytest.raises(ValueError, match="capacity_per_env = 20, this one has 10"):
         buf.load_state_dict(scalar_buffer(capacity=20).state_dict())
     with pytest.raises(ValueError, match="keys"):
         buf.load_state_dict(scalar_buffer(capacity=10, optimize_memory_usage=True).state_dict())

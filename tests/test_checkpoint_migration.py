@@ -13,6 +13,7 @@ import torch
 from agents import AGENTS
 from agents.rlhf import evaluate_text
 from rlcore import evaluate
+from rlcore.checkpoint import CheckpointError
 
 FORMAT1 = Path(__file__).parent / "fixtures" / "format1"
 EXPECTED = json.loads((FORMAT1 / "expected.json").read_text())
@@ -44,14 +45,17 @@ def test_format1_models_and_checkpoints_evaluate_to_their_recorded_return(run_co
     name = run_copy.name
     cls = AGENTS[EXPECTED[name]["algo"]]
     for kind in ("model.pt", "checkpoint.pt"):
-        agent = cls.load(run_copy / kind, **overrides(name))
+        with pytest.raises(CheckpointError, match="--trust-checkpoint"):  # they hold pickled objects
+            cls.load(run_copy / kind, **overrides(name))
+        with pytest.warns(RuntimeWarning, match="with pickle"):
+            agent = cls.load(run_copy / kind, trust=True, **overrides(name))
         assert score(agent, name) == pytest.approx(EXPECTED[name][kind], rel=1e-6, abs=1e-6), kind
 
 
 @pytest.mark.parametrize("run_copy", sorted(EXPECTED), indirect=True)
 def test_format1_checkpoints_resume_to_the_parameters_the_writing_version_reached(run_copy: Path, tmp_path: Path):
     name = run_copy.name
-    agent = AGENTS[EXPECTED[name]["algo"]].load(run_copy / "checkpoint.pt", **overrides(name))
+    agent = AGENTS[EXPECTED[name]["algo"]].load(run_copy / "checkpoint.pt", trust=True, **overrides(name))
     assert agent.global_step == EXPECTED[name]["steps"]
     agent.learn(EXPECTED[name]["resumed_steps"], run_dir=tmp_path / "resumed", progress=False)
     network = agent.policy if hasattr(agent, "policy") else agent.q

@@ -147,6 +147,27 @@ def test_nan_reward_stops_with_step_and_copy_and_keeps_last_good_checkpoint(tmp_
     assert all(torch.isfinite(p).all() for p in good.q.parameters())
 
 
+def test_an_inf_final_observation_is_reported_as_the_environments(tmp_path: Path):
+    """Only the true last observation of an episode a time limit cut is bad: the input check names
+    its step, instead of the loss going NaN later."""
+    agent = DQN("CartPole-v1", **{**SMALL, "checkpoint_interval": 0}, seed=0)
+    inner = agent.env.unwrapped
+    original, calls = inner.step, [0]
+
+    def step(action):
+        calls[0] += 1
+        obs, reward, term, trunc, info = original(action)
+        if calls[0] == 300:
+            trunc, final = trunc.clone(), info["final_obs"].clone()
+            trunc[0], final[0, 2] = True, float("inf")
+            info = {**info, "final_obs": final}
+        return obs, reward, term, trunc, info
+
+    inner.step = step
+    with pytest.raises(FloatingPointError, match=r"observation or reward at environment step 600 \(copy 0\)"):
+        agent.learn(3_000, run_dir=tmp_path, progress=False)
+
+
 def test_nan_loss_stops_with_step(tmp_path: Path):
     agent = DQN("CartPole-v1", **{**SMALL, "checkpoint_interval": 400}, seed=0)
     original, calls = agent._loss, [0]

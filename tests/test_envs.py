@@ -303,3 +303,23 @@ def test_backend_choice_and_its_errors() -> None:
         make("CartPole-v1", backend="torch", vectorization="async")
     with pytest.raises(ValueError, match="num_envs"):
         make("CartPole-v1", num_envs=0, backend="torch")
+
+
+def test_an_observation_of_the_wrong_shape_names_the_environment_and_the_shape():
+    class Bad(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (4,))
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(3, dtype=np.float32), {}
+
+        def step(self, action):
+            return np.zeros(4, dtype=np.float32), 0.0, False, False, {}
+
+    gym.register("WrongShape-v0", entry_point=lambda: Bad(), disable_env_checker=True)
+    try:
+        with pytest.raises(ValueError, match=r"WrongShape-v0: reset\(\) returned an observation whose shape is not its "
+                                             r"observation space's \(4,\)"):
+            envs.make("WrongShape-v0", num_envs=2).reset()
+    finally:
+        gym.registry.pop("WrongShape-v0")

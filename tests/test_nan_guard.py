@@ -21,12 +21,15 @@ def test_finite_values_leave_nothing_to_report():
     assert guard.first.tolist() == [-1, -1, -1]
 
 
-def test_the_first_bad_loss_is_kept_and_named():
+def test_the_first_bad_loss_is_kept_and_named_with_the_last_good_checkpoint_if_there_is_one(tmp_path: Path):
     guard = NanGuard(torch.device("cpu"))
     guard.record(torch.tensor(float("inf")), 40)
     guard.record(torch.tensor(float("nan")), 80)
-    with pytest.raises(FloatingPointError, match=r"PPO loss became NaN/inf at environment step 40.*run/checkpoint.pt"):
-        guard.check("ppo", CHECKPOINT)
+    with pytest.raises(FloatingPointError, match=r"PPO loss became NaN/inf at environment step 40.*no checkpoint had been"):
+        guard.check("ppo", tmp_path / "checkpoint.pt")
+    (tmp_path / "checkpoint.pt").write_text("")
+    with pytest.raises(FloatingPointError, match=r"step 40.*the last good checkpoint is .*checkpoint.pt \(not overwritten\)"):
+        guard.check("ppo", tmp_path / "checkpoint.pt")
 
 
 def test_a_bad_input_names_its_step_and_copy_and_wins_over_a_loss():
@@ -38,6 +41,14 @@ def test_a_bad_input_names_its_step_and_copy_and_wins_over_a_loss():
     guard.record(torch.tensor(float("nan")), 11)
     with pytest.raises(FloatingPointError, match=r"observation or reward at environment step 12 \(copy 2\)"):
         guard.check("dqn", CHECKPOINT)
+
+
+def test_a_non_finite_final_value_marks_the_step_that_returned_it():
+    guard = NanGuard(torch.device("cpu"))
+    final = torch.zeros(4, 3)
+    final[2, 1] = float("nan")  # the step after obs[2]: 100 + 3 * 3
+    guard.record_rollout(torch.ones(4, 3, 2), torch.zeros(4, 3), 100, 3, final)
+    assert guard.first.tolist() == [-1, 109, 1]
 
 
 def test_a_rollout_reports_its_earliest_bad_step_then_its_lowest_copy():

@@ -79,3 +79,8 @@ def test_make_torso_picks_cnn_or_mlp():
 def test_make_torso_refuses_discrete_observations():
     with pytest.raises(ValueError, match=r"Discrete\(5\).*not supported.*Box.*one-hot"):
         make_torso(gym.spaces.Discrete(5), (64,))
+
+
+def test_channels_last_images_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"\(64, 64, 3\) look channels-last.*moveaxis"):
+        make_torso(gym.spaces.Box(0, 255, (64, 64, 3), dtype=np.uint8), (64,))

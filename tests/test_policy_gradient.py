@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -81,10 +82,11 @@ def test_what_collection_leaves_behind_works_outside_inference_mode(algo, backen
 
 
 @pytest.mark.parametrize("algo", sorted(AGENTS))
-@pytest.mark.parametrize("where", ["reward", "obs"])
+@pytest.mark.parametrize("where", ["reward", "obs", "final_obs"])
 def test_nan_from_the_environment_stops_naming_step_and_copy(algo, where, tmp_path: Path):
     """The guard checks each rollout once it is in the buffer; the error names the environment step
-    at which the bad value came back (4 copies: vector step k is environment step 4k) and the copy."""
+    at which the bad value came back (4 copies: vector step k is environment step 4k) and the copy,
+    also where it is only the final observation of an episode a time limit cut."""
     cls, small = AGENTS[algo]
     agent = cls("CartPole-v1", **{**small, "checkpoint_interval": 128}, seed=0)
     inner = agent.env.unwrapped
@@ -93,7 +95,11 @@ def test_nan_from_the_environment_stops_naming_step_and_copy(algo, where, tmp_pa
     def step(action):  # from vector step 70 (environment step 280) on, copy 2's reward or observation is NaN
         calls[0] += 1
         obs, reward, term, trunc, info = original(action)
-        if calls[0] >= 70:
+        if calls[0] >= 70 and where == "final_obs":
+            trunc, final = trunc.clone(), info["final_obs"].clone()
+            trunc[2], final[2, 0] = True, float("inf")
+            info = {**info, "final_obs": final}
+        elif calls[0] >= 70:
             obs, reward = obs.clone(), reward.clone()
             (reward if where == "reward" else obs[:, 1])[2] = float("nan")
         return obs, reward, term, trunc, info
@@ -103,6 +109,20 @@ def test_nan_from_the_environment_stops_naming_step_and_copy(algo, where, tmp_pa
         agent.learn(2_048, run_dir=tmp_path, progress=False)
     good = cls.load(tmp_path / CHECKPOINT_NAME)
     assert good.global_step <= 280 and all(torch.isfinite(p).all() for p in good.policy.parameters())
+
+
+def test_a_nan_before_the_first_checkpoint_says_there_is_none(tmp_path: Path):
+    agent = PPO("CartPole-v1", **{**AGENTS["ppo"][1], "checkpoint_interval": 0}, seed=0)
+    inner, original = agent.env.unwrapped, agent.env.unwrapped.step
+
+    def step(action):
+        obs, reward, term, trunc, info = original(action)
+        return obs, torch.full_like(reward, float("nan")), term, trunc, info
+
+    inner.step = step
+    with pytest.raises(FloatingPointError, match="at environment step 4 .*no checkpoint had been saved yet"):
+        agent.learn(2_048, run_dir=tmp_path, progress=False)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()
 
 
 @pytest.mark.parametrize("algo", sorted(AGENTS))
@@ -413,3 +433,20 @@ def test_ppo_iteration_on_cuda_never_syncs_with_the_host(cuda_graph):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert stats["losses/value_loss"].is_cuda and agent.buffer.obs.is_cuda
+
+
+def test_predict_refuses_a_wrong_shape_or_a_nan_observation():
+    agent = PPO("CartPole-v1", **AGENTS["ppo"][1])
+    with pytest.raises(ValueError, match=r"observation shape \(3,\) is neither one observation \(4,\) nor a batch"):
+        agent.predict(np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        agent.predict(np.array([0.0, float("nan"), 0.0, 0.0], dtype=np.float32))
+    assert agent.predict(np.zeros((5, 4), dtype=np.float32)).shape == (5,)
+
+
+def test_a_checkpoint_without_its_parts_is_refused_by_name(tmp_path: Path):
+    from rlcore.checkpoint import CheckpointError, save_checkpoint
+
+    save_checkpoint(tmp_path / "part.pt", {"algo": "ppo", "env_id": "CartPole-v1"})
+    with pytest.raises(CheckpointError, match="lacks config, state, counters, rng, env_state"):
+        PPO.load(tmp_path / "part.pt")

@@ -198,3 +198,21 @@ def test_cli_trains_text_v0_writes_the_last_round_and_rl_eval_scores_sampled_com
     assert first["reward"] == count_good([first["prompt"]], [first["completion"]])[0]
     assert main(["train", "ppo", "Text-v0", "--model", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "x")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_a_run_records_its_model_directory_absolute_so_it_evaluates_from_anywhere(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(model_dir.parent)
+    agent = text_ppo(Path(model_dir.name))  # typed relative to here
+    assert agent.policy_config.model == str(model_dir.resolve())
+    path = agent.save(tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
+    loaded = PPO.load(path)
+    assert loaded.policy_config.model == str(model_dir.resolve())
+
+
+def test_the_cli_says_text_v0_is_trained_by_ppo_before_anything_else(model_dir, capsys):
+    from agents.cli import main
+
+    assert main(["train", "a2c", "Text-v0", "--model", str(model_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Text-v0 is trained by PPO" in err and err.count("\n") == 1

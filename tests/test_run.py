@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +16,9 @@ import torch
 
 import envs
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME
+from rlcore.interrupt import Terminated
 from rlcore.nan_guard import NanGuard
-from rlcore.run import TrainingRun
+from rlcore.run import RunDirectoryError, TrainingRun, lock_run_dir
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Stub:
         self.config = Settings(checkpoint_interval=checkpoint_interval)
         self.seeds, self.action = seeds, action
         self.env = envs.make(self.env_id, num_envs=2, seed=0)
-        self.global_step, self.run_dir, self.device = 0, None, torch.device("cpu")
+        self.global_step, self.run_dir, self.run_dirs, self.device = 0, None, [], torch.device("cpu")
         self.nan_guard = NanGuard(self.device)
         self.saved: list[tuple[int, str, bool]] = []
         self.obs, _ = self.env.reset(seed=0)
@@ -63,6 +67,7 @@ def train(agent: Stub, run: TrainingRun, total: int) -> list[int]:
     """The learn loop every agent writes; returns the steps at which it logged."""
     logged = []
     with run.start():
+        agent.run_dir, agent.run_dirs = run.run_dir, run.run_dirs  # as Agent.prepare_run does
         while agent.global_step < total and not run.stopped:
             agent.step()
             if run.log({"losses/x": torch.tensor(1.0)}):
@@ -106,7 +111,9 @@ def test_evaluation_stops_the_run_at_the_target_and_records_when(tmp_path: Path)
     assert events["final_mean_return"] == agent.summary["final_mean_return"]
 
 
-def test_ctrl_c_stops_at_the_step_boundary_saves_and_says_how_to_resume(tmp_path: Path, capsys):
+@pytest.mark.parametrize("signum, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_ctrl_c_or_sigterm_stops_at_the_step_boundary_saves_and_says_how_to_resume(tmp_path: Path, capsys, signum,
+                                                                                  raised):
     agent = Stub(checkpoint_interval=0)
     run = TrainingRun(agent, 1_000, {}, (), run_dir=tmp_path, progress=False)
     step = agent.step
@@ -114,16 +121,18 @@ def test_ctrl_c_stops_at_the_step_boundary_saves_and_says_how_to_resume(tmp_path
     def interrupted_step(n: int = 5) -> None:
         step(n)
         if agent.global_step == 15:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     agent.step = interrupted_step
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    with pytest.raises(raised) as stopped:
         train(agent, run, 1_000)
+    assert (type(stopped.value) is Terminated) == (signum == signal.SIGTERM)
     assert agent.global_step == 15 and agent.saved == [(15, CHECKPOINT_NAME, False)]
     out = capsys.readouterr().out
     assert "Interrupted at step 15" in out and f"rl train stub CartPole-v1 --resume {tmp_path}" in out
-    assert signal.getsignal(signal.SIGINT) is before and not (tmp_path / "summary.json").exists()
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
+    assert not (tmp_path / "summary.json").exists()
 
 
 def test_a_nan_stops_the_run_at_the_next_log_and_keeps_the_last_good_checkpoint(tmp_path: Path):
@@ -157,6 +166,7 @@ def test_several_seeds_get_a_directory_logger_and_summary_each(tmp_path: Path):
     ({"eval_every": -1}, "eval_every = -1 must be >= 0"),
     ({"eval_episodes": 0}, "eval_episodes = 0 >= 1"),
     ({"stop_at_return": 10.0}, "stop_at_return needs eval_every > 0"),
+    ({"stop_at_return": float("nan"), "eval_every": 10}, "stop_at_return = nan is invalid"),
 ])
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path: Path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -174,3 +184,40 @@ def test_the_run_directory_is_the_given_one_else_the_agents_else_a_new_one(tmp_p
     assert fresh.parent == Path("runs") and fresh.name.startswith("CartPole-v1__stub__0__")
     agent.run_dir = tmp_path / "loaded"
     assert TrainingRun(agent, 10, {}, ()).run_dir == tmp_path / "loaded"
+
+
+def _checksums(d: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def test_a_new_run_never_writes_into_another_runs_directory(tmp_path: Path):
+    first = Stub(checkpoint_interval=0)
+    train(first, TrainingRun(first, 20, {}, (), run_dir=tmp_path / "x", progress=False), 20)
+    before = _checksums(tmp_path / "x")
+    assert {"config.json", "checkpoint.pt", "model.pt", "summary.json"} <= set(before)
+    with pytest.raises(RunDirectoryError, match=r"holds another run .*--resume .*x.*or give a fresh run directory"):
+        TrainingRun(Stub(), 20, {}, (), run_dir=tmp_path / "x", progress=False)
+    assert _checksums(tmp_path / "x") == before
+    # The run's own agent goes on writing there (a resumed agent's run_dir is where it was loaded from).
+    first.summary = None
+    train(first, TrainingRun(first, 40, {}, (), run_dir=tmp_path / "x", progress=False), 40)
+    assert first.global_step == 40
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunDirectoryError, match="is a file, not a directory"):
+        TrainingRun(Stub(), 20, {}, (), run_dir=tmp_path / "file")
+
+
+def test_two_processes_cannot_train_into_one_directory(tmp_path: Path):
+    held = lock_run_dir(tmp_path / "r")
+    try:
+        child = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from rlcore.run import "
+                                "lock_run_dir; lock_run_dir(Path(sys.argv[1]))", str(tmp_path / "r")],
+                               capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        assert child.returncode != 0 and "is in use by another training process" in child.stderr
+        agent = Stub()
+        with pytest.raises(RunDirectoryError, match="in use by another training process"):
+            TrainingRun(agent, 20, {}, (), run_dir=tmp_path / "r", progress=False).start()
+    finally:
+        held.close()
+    run = TrainingRun(Stub(checkpoint_interval=0), 20, {}, (), run_dir=tmp_path / "r", progress=False)
+    train(run.agent, run, 20)  # released: now it trains

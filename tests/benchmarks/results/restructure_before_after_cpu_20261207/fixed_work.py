@@ -1,11 +1,19 @@
-"""Fixed work, timed: PPO (CartPole preset, torch-native), A2C and DQN for a fixed number of steps."""
-# Usage: python fixed_work.py [ppo a2c dqn]   (run from each checkout in turn, PYTHONPATH=<checkout>)
-import sys, tempfile, time, json
+"""Fixed work, timed: PPO (CartPole preset, torch-native), A2C and DQN for a fixed number of steps.
+
+    python fixed_work.py [ppo a2c dqn]   (run from each checkout in turn, PYTHONPATH=<checkout>)
+"""
+import json
+import sys
+import tempfile
+import time
+
 import torch
-torch.set_num_threads(1)
+
 from agents import A2C, DQN, PPO
-out = {}
+
+torch.set_num_threads(1)
 ONLY = sys.argv[1:] or None
+out = {}
 for name, make, steps in (("ppo", lambda: PPO("CartPole-v1", seed=0, checkpoint_interval=0), 40_000),
                           ("a2c", lambda: A2C("CartPole-v1", seed=0, checkpoint_interval=0), 40_000),
                           ("dqn", lambda: DQN("CartPole-v1", seed=0, checkpoint_interval=0), 10_000)):
@@ -13,7 +21,7 @@ for name, make, steps in (("ppo", lambda: PPO("CartPole-v1", seed=0, checkpoint_
         continue
     agent = make()
     with tempfile.TemporaryDirectory() as d:
-        t = time.perf_counter()
+        start = time.perf_counter()
         agent.learn(steps, run_dir=d, progress=False)
-        out[name] = round(time.perf_counter() - t, 3)
+        out[name] = round(time.perf_counter() - start, 3)
 print(json.dumps(out))
