@@ -24,6 +24,7 @@ import envs
 from agents.presets import preset_for
 from envs import TEXT_ENV_ID
 from envs.core import VecEnv
+from envs.rewards import code_terms
 from envs.text import TextEnvConfig
 from envs.wrappers import ClipReward, ObservationNormalization, RewardNormalization
 from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -290,12 +291,14 @@ class Agent:
         runs no code from the file; `trust=True` also reads older checkpoints, which hold pickled objects
         (`rlcore.checkpoint`)."""
         payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"), trust=trust)
-        return cls.from_checkpoint(payload, path, env, **overrides)
+        return cls.from_checkpoint(payload, path, env, trust=trust, **overrides)
 
     @classmethod
     def from_checkpoint(cls, payload: dict[str, Any], path: str | Path, env: str | VecEnv | None = None,
-                        **overrides: Any) -> "Agent":
-        """`load` for a checkpoint already read (the CLI reads it once to find the agent)."""
+                        trust: bool = False, **overrides: Any) -> "Agent":
+        """`load` for a checkpoint already read (the CLI reads it once to find the agent). A Text-v0 run
+        whose reward is a `module:function` would import and run that module: refused unless `trust`
+        or another `reward` is given."""
         if payload.get("algo") != cls.algo:
             raise ValueError(f"Checkpoint '{path}' holds a {payload.get('algo')!r} agent, not {cls.algo!r}: "
                              "load it with that agent's class.")
@@ -303,7 +306,13 @@ class Agent:
         if missing:
             raise CheckpointError(f"Checkpoint '{path}' lacks {', '.join(missing)}: it was not written by `save` (or "
                                   "was cut short). It was left untouched; resume from an earlier copy.")
-        agent = cls(env if env is not None else payload["env_id"], **{**migrate_settings(payload), **overrides})
+        settings = {**migrate_settings(payload), **overrides}
+        code = code_terms(settings["reward"]) if isinstance(settings.get("reward"), str) and env is None else []
+        if code and not trust:
+            raise CheckpointError(f"Run '{path}' scores with reward code ({', '.join(code)}): loading it imports and runs "
+                                  "that module. Pass --trust-checkpoint (Python: trust=True) if you trust it, or give "
+                                  "another reward (Python: reward='vader').")
+        agent = cls(env if env is not None else payload["env_id"], **settings)
         for name, state in payload["state"].items():
             if getattr(agent, name, None) is None:
                 raise ValueError(f"Checkpoint '{path}' holds {name!r} state that this agent's settings leave out (e.g. "

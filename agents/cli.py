@@ -37,8 +37,8 @@ from rlcore.interrupt import Terminated
 # Flags of `rl train` that are not hyperparameters, or that map to a config field directly.
 RUN_FLAGS = {"total_steps", "run_dir", "resume", "progress"}
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-TRUST_HELP = ("also read checkpoints that hold pickled objects (written before format 3): loading those can run code "
-              "from the file, so only for files whose source you trust")
+TRUST_HELP = ("also read checkpoints that hold pickled objects (written before format 3), and runs whose reward is a "
+              "module:function: both run code, so only for files whose source you trust")
 
 
 def _parse_value(cls: type, name: str, text: str) -> Any:
@@ -243,7 +243,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if (payload.get("algo"), payload.get("env_id")) != (args.algo, args.env_id):
             raise ConfigError(f"--resume {args.resume} holds a {payload.get('algo')} run on {payload.get('env_id')}, "
                               f"not {args.algo} on {args.env_id}.")
-        agent = agent_cls.from_checkpoint(payload, path, **hp)
+        agent = agent_cls.from_checkpoint(payload, path, trust=args.trust_checkpoint, **hp)
         total = args.total_steps if args.total_steps is not None else payload["counters"]["total_steps"]
         print(f"Resuming {args.resume} at step {agent.global_step:,} of {total:,}")
         run_dir = args.run_dir or args.resume
@@ -279,7 +279,7 @@ def _eval(args: argparse.Namespace) -> int:
     algo = payload.get("algo")
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
-    agent = AGENTS[algo].from_checkpoint(payload, path, **overrides)
+    agent = AGENTS[algo].from_checkpoint(payload, path, trust=args.trust_checkpoint, **overrides)
     if agent.env_id == TEXT_ENV_ID:  # the reward of sampled completions (there is no greedy episode to replay)
         mean, std, samples = evaluate_text(agent, episodes=args.episodes, seed=args.seed)
         result = {"mean_reward": mean, "std_reward": std, "completions": args.episodes, "env_id": agent.env_id,

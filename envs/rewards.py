@@ -166,6 +166,12 @@ def _term_from_spec(name: str, device: str | torch.device) -> RewardFn:
     raise ValueError(f"unknown reward {name!r}; valid forms: {SPEC_FORMS}")
 
 
+def code_terms(spec: str) -> list[str]:
+    """The `module:function` terms of a reward spec: code that building the reward imports and runs."""
+    names = [term.partition("*")[2] if "*" in term else term for term in spec.split("+")]
+    return [n.strip() for n in names if ":" in n and not n.strip().startswith("rm:")]
+
+
 def reward_from_spec(spec: str, device: str | torch.device = "cpu") -> CombinedReward:
     """Parse e.g. ``"vader"``, ``"2*vader"``, ``"0.5*vader+1.0*rm:/path/to/rm"``, ``"mypkg.mod:fn"``."""
     terms = []

@@ -13,6 +13,7 @@ import torch
 from lm_helpers import save_tiny_lm
 
 from agents import A2C, PPO
+from rlcore.checkpoint import CheckpointError
 
 GOOD = ("good", "great", "best", "fun")
 
@@ -102,7 +103,7 @@ def test_adaptive_kl_coefficient_moves_and_is_checkpointed(model_dir, tmp_path, 
     agent = text_ppo(model_dir, kl_coef=0.2, kl_target=0.01, kl_horizon=100, lora_r=lora_r)
     agent.learn(96 * 3, run_dir=tmp_path, progress=False)
     assert agent.kl_controller.coef != 0.2
-    loaded = PPO.load(tmp_path / "checkpoint.pt")
+    loaded = PPO.load(tmp_path / "checkpoint.pt", trust=True)  # its reward is a module:function
     assert loaded.kl_controller.coef == agent.kl_controller.coef
     obs = agent.buffer.obs[2]
     with torch.no_grad():
@@ -131,7 +132,7 @@ def test_interrupted_text_run_resumes_exactly(model_dir, tmp_path, async_rollout
     inner.step = step
     with pytest.raises(KeyboardInterrupt):
         interrupted.learn(96 * 5, run_dir=tmp_path / "b", progress=False)
-    resumed = PPO.load(tmp_path / "b" / "checkpoint.pt")
+    resumed = PPO.load(tmp_path / "b" / "checkpoint.pt", trust=True)  # its reward is a module:function
     if async_rollout:
         assert resumed.global_step == 96 * 2 and resumed.rollouts.pending
         assert resumed.rollouts.round.kl is not None  # the controller moves when the round is taken
@@ -191,7 +192,9 @@ def test_cli_trains_text_v0_writes_the_last_round_and_rl_eval_scores_sampled_com
     assert "Last round: reward_mean" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"reward_mean", "kl", "kl_coef", "response_length"} <= set(summary["last_round"])
-    assert main(["eval", str(tmp_path), "--episodes", "20", "--seed", "1", "--json"]) == 0
+    assert main(["eval", str(tmp_path), "--episodes", "20", "--seed", "1", "--json"]) == 2  # the reward is code
+    assert "--trust-checkpoint" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--episodes", "20", "--seed", "1", "--json", "--trust-checkpoint"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["completions"] == 20 and 0 <= result["mean_reward"] <= 6 and len(result["samples"]) == 8
     first = result["samples"][0]
@@ -206,7 +209,7 @@ def test_a_run_records_its_model_directory_absolute_so_it_evaluates_from_anywher
     assert agent.policy_config.model == str(model_dir.resolve())
     path = agent.save(tmp_path / "model.pt")
     monkeypatch.chdir(tmp_path)
-    loaded = PPO.load(path)
+    loaded = PPO.load(path, trust=True)  # its reward is a module:function
     assert loaded.policy_config.model == str(model_dir.resolve())
 
 
@@ -216,3 +219,22 @@ def test_the_cli_says_text_v0_is_trained_by_ppo_before_anything_else(model_dir, 
     assert main(["train", "a2c", "Text-v0", "--model", str(model_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "Text-v0 is trained by PPO" in err and err.count("\n") == 1
+
+
+def test_a_runs_reward_code_is_not_imported_to_evaluate_it_unless_trusted(model_dir, tmp_path, monkeypatch, capsys):
+    from agents.cli import main
+
+    marker = tmp_path / "imported"
+    (tmp_path / "reward_with_side_effect.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef score(prompts, completions):\n    return [0.0] * len(completions)\n")
+    agent = text_ppo(model_dir)
+    agent.env_config.reward = "reward_with_side_effect:score"  # as a run trained with it records
+    agent.save(tmp_path / "run" / "model.pt")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 2
+    assert "reward code (reward_with_side_effect:score)" in capsys.readouterr().err and not marker.exists()
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        PPO.load(tmp_path / "run")
+    assert not marker.exists()
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--trust-checkpoint"]) == 0
+    assert marker.exists()  # asked for: imported
