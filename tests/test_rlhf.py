@@ -238,3 +238,30 @@ def test_a_runs_reward_code_is_not_imported_to_evaluate_it_unless_trusted(model_
     assert not marker.exists()
     assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--trust-checkpoint"]) == 0
     assert marker.exists()  # asked for: imported
+
+
+def test_hostile_values_for_every_text_v0_setting_end_in_one_line(model_dir, tmp_path, monkeypatch, capsys):
+    """The hostile-value check of tests/test_cli.py for the KL, Text-v0 environment and LM policy groups."""
+    from test_cli import HOSTILE
+
+    from agents.base import setting_groups
+    from agents.cli import main
+    from rlcore.config import flat_fields
+
+    def no_training(self, total_steps, run_dir=None, **kwargs):
+        self.run_dirs, self.summary = [tmp_path], {"final_mean_return": None}
+        return self
+
+    monkeypatch.setattr(PPO, "learn", no_training)
+    groups = setting_groups(PPO.config_class, "Text-v0")
+    names = [n for n in flat_fields(groups["agent"]) if n.startswith("kl_")]
+    names += [n for group in ("env", "policy") for n in flat_fields(groups[group])]
+    base = ["train", "ppo", "Text-v0", "--model", str(model_dir), "--num-envs", "8", "--n-steps", "6",
+            "--max-new-tokens", "6", "--batch-size", "24", "--total-steps", "1", "--no-progress"]
+    for name in names:
+        for value in HOSTILE:
+            code = main([*base, f"--{name.replace('_', '-')}", value])
+            out, err = capsys.readouterr()
+            assert code in (0, 2), (name, value, code)
+            if code == 2:
+                assert err.count("\n") == 1 and err.startswith("error:") and "Traceback" not in err, (name, value, err)

@@ -18,7 +18,7 @@ import envs
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME
 from rlcore.interrupt import Terminated
 from rlcore.nan_guard import NanGuard
-from rlcore.run import RunDirectoryError, TrainingRun, lock_run_dir
+from rlcore.run import RunDirectoryError, TrainingRun, json_safe, lock_run_dir
 
 
 @dataclass
@@ -221,3 +221,8 @@ def test_two_processes_cannot_train_into_one_directory(tmp_path: Path):
         held.close()
     run = TrainingRun(Stub(checkpoint_interval=0), 20, {}, (), run_dir=tmp_path / "r", progress=False)
     train(run.agent, run, 20)  # released: now it trains
+
+
+def test_summary_json_holds_no_nan():
+    assert json_safe({"final_mean_return": float("nan"), "steps": 5, "last_round": {"kl": float("inf"), "x": 1.5}}) == \
+        {"final_mean_return": None, "steps": 5, "last_round": {"kl": None, "x": 1.5}}

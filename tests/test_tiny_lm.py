@@ -104,3 +104,9 @@ def test_pretrain_lowers_the_loss_and_repeats_per_seed(tmp_path):
 def test_pretrain_names_bad_budgets(tmp_path):
     with pytest.raises(ValueError, match="minutes"):
         pretrain(tmp_path, minutes=0)
+
+
+def test_a_budget_that_fits_no_step_still_takes_one(tmp_path):
+    """`rl pretrain-lm --minutes 0.3` on a slow machine: the tokenizer used up the budget before a step."""
+    result = pretrain(tmp_path / "lm", minutes=1e-9, n_docs=200, **SMALL)
+    assert result["steps"] == 1 and math.isfinite(result["loss"])
