@@ -172,6 +172,18 @@ def code_terms(spec: str) -> list[str]:
     return [n.strip() for n in names if ":" in n and not n.strip().startswith("rm:")]
 
 
+def with_absolute_paths(spec: str) -> str:
+    """The spec with each existing `rm:DIR` made absolute, so a run recorded with it evaluates from any directory."""
+    def absolute(term: str) -> str:
+        weight, star, name = term.partition("*") if "*" in term else ("", "", term)
+        stripped = name.strip()
+        if stripped.startswith("rm:") and Path(stripped[3:]).is_dir():
+            name = f"rm:{Path(stripped[3:]).resolve()}"
+        return f"{weight}{star}{name}"
+
+    return "+".join(absolute(term) for term in spec.split("+"))
+
+
 def reward_from_spec(spec: str, device: str | torch.device = "cpu") -> CombinedReward:
     """Parse e.g. ``"vader"``, ``"2*vader"``, ``"0.5*vader+1.0*rm:/path/to/rm"``, ``"mypkg.mod:fn"``."""
     terms = []

@@ -37,7 +37,7 @@ import torch
 from gymnasium import spaces
 
 from envs.core import VecEnv
-from envs.rewards import CombinedReward, RewardNormalizer, reward_from_spec, reward_name, validate_rewards
+from envs.rewards import CombinedReward, RewardNormalizer, reward_from_spec, reward_name, validate_rewards, with_absolute_paths
 from rlcore.config import check
 from rlcore.lm import position_ids  # how a model reads these observations; re-exported for users of the env
 
@@ -67,6 +67,7 @@ class TextEnvConfig:
     def __post_init__(self) -> None:
         if self.prompts and Path(self.prompts).is_file():  # saved absolute: the run evaluates from any directory
             self.prompts = str(Path(self.prompts).resolve())
+        self.reward = with_absolute_paths(self.reward)
         check(self, "max_new_tokens", self.max_new_tokens >= 1, ">= 1")
         check(self, "group_size", self.group_size >= 1, ">= 1")
         check(self, "reward_normalization", self.reward_normalization in ("none", "running"), "none or running")

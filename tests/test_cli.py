@@ -253,7 +253,8 @@ def test_bench_training_throughput_part_times_eager_and_compiled_ppo(tmp_path: P
 
 
 def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_exits_143(tmp_path: Path):
-    """What timeout, docker stop, Slurm and Kubernetes send: the run stops at a step boundary as on Ctrl-C."""
+    """What timeout, docker stop, Slurm and Kubernetes send: the run stops at a step boundary as on Ctrl-C.
+    While it runs, a second process given its directory is refused in one line."""
     run_dir = tmp_path / "run"
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "train", "ppo", "CartPole-v1", "--total-steps", "1e8",
@@ -264,7 +265,10 @@ def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_exits_143(tmp_path: P
         while not (run_dir / "config.json").exists():  # written when the run starts
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
-        time.sleep(1.0)
+        second = subprocess.run([sys.executable, "-m", "agents.cli", "train", "ppo", "CartPole-v1", "--total-steps",
+                                 "2048", "--run-dir", str(run_dir), "--no-progress"], cwd=root, capture_output=True,
+                                text=True, timeout=120)  # a second process into the live run's directory
+        assert second.returncode == 2 and second.stderr.count("\n") == 1 and str(run_dir) in second.stderr, second.stderr
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:

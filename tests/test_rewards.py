@@ -156,3 +156,14 @@ def test_reward_normalizer_none_and_unknown_modes():
     assert torch.equal(RewardNormalizer("none")(x), x)
     with pytest.raises(ValueError, match="choose one of none, running"):
         RewardNormalizer("whiten")
+
+
+def test_a_reward_model_directory_is_recorded_absolute_so_the_run_evaluates_from_anywhere(tmp_path, monkeypatch):
+    from envs.text import TextEnvConfig
+
+    (tmp_path / "rm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = TextEnvConfig(reward="2*vader+0.5*rm:rm+rm:missing")
+    assert config.reward == f"2*vader+0.5*rm:{tmp_path.resolve() / 'rm'}+rm:missing"  # a missing one stays as typed
+    assert TextEnvConfig(reward="rm:rm").reward == f"rm:{tmp_path.resolve() / 'rm'}"
+    assert TextEnvConfig(reward="mypkg.mod:fn").reward == "mypkg.mod:fn"
