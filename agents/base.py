@@ -27,7 +27,7 @@ from envs.core import VecEnv
 from envs.rewards import code_terms
 from envs.text import TextEnvConfig
 from envs.wrappers import ClipReward, ObservationNormalization, RewardNormalization
-from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlcore.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from rlcore.config import build_config, check, flatten, split_settings
 from rlcore.lm import LMPolicyConfig
 from rlcore.nan_guard import NanGuard
@@ -286,10 +286,12 @@ class Agent:
         return save_checkpoint(path, payload)
 
     @classmethod
-    def load(cls, path: str | Path, env: str | VecEnv | None = None, trust: bool = False, **overrides: Any) -> "Agent":
-        """Rebuild an agent from `save` or a run directory; `overrides` may change e.g. `device`. Loading
-        runs no code from the file; `trust=True` also reads older checkpoints, which hold pickled objects
-        (`rlcore.checkpoint`)."""
+    def load(cls, path: str | Path, env: str | VecEnv | None = None, trust: bool = False, best: bool = False,
+             **overrides: Any) -> "Agent":
+        """Rebuild an agent from `save` or a run directory (with `best`, the run's `best_model.pt`: its best
+        evaluation); `overrides` may change e.g. `device`. Loading runs no code from the file;
+        `trust=True` also reads older checkpoints, which hold pickled objects (`rlcore.checkpoint`)."""
+        path = resolve_checkpoint(path, best=best) if best else path
         payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"), trust=trust)
         return cls.from_checkpoint(payload, path, env, trust=trust, **overrides)
 

@@ -164,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None)
     ev.add_argument("--backend", choices=BACKENDS, default=None,
                     help="environment implementation to evaluate on (default: the one the agent trained on)")
+    ev.add_argument("--best", action="store_true", help="the run's best_model.pt (its best evaluation during training, "
+                    "kept with --eval-every) instead of the final model")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
@@ -260,8 +262,10 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             reached = (f"; reached {summary['stop_at_return']} at step {summary['steps_to_threshold']:,}"
                        if "steps_to_threshold" in summary else "")
             where = f" ({run_dir.name})" if len(run_dirs) > 1 else ""
+            best = (f"; best {summary['best_mean_return']:.1f} at step {summary['best_step']:,} (best_model.pt)"
+                    if "best_step" in summary else "")
             print(f"Evaluation{where}: mean return {summary['final_mean_return']:.1f} over {summary['eval_episodes']} "
-                  f"episodes{reached}")
+                  f"episodes{reached}{best}")
     saved = run_dirs[0] / MODEL_NAME if len(run_dirs) == 1 else f"{MODEL_NAME} in each of {len(run_dirs)} seed directories"
     last_round = summaries[0].get("last_round")
     if last_round:  # a text environment: the reward of the last round's sampled completions
@@ -273,7 +277,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    path = resolve_checkpoint(args.path, prefer=MODEL_NAME)
+    path = resolve_checkpoint(args.path, prefer=MODEL_NAME, best=args.best)
     overrides = {name: getattr(args, name) for name in ("device", "backend") if getattr(args, name)}
     payload = load_checkpoint(path, map_location=overrides.get("device", "cpu"), trust=args.trust_checkpoint)
     algo = payload.get("algo")

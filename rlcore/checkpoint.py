@@ -23,6 +23,7 @@ FORMAT_VERSION = 3
 SAFE_LEAVES = (torch.Tensor, str, int, float, bool, type(None))
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
+BEST_MODEL_NAME = "best_model.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -56,9 +57,17 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def resolve_checkpoint(path: str | Path, prefer: str = CHECKPOINT_NAME) -> Path:
-    """A run directory resolves to the checkpoint inside it (`prefer`, else the other kind)."""
+def resolve_checkpoint(path: str | Path, prefer: str = CHECKPOINT_NAME, best: bool = False) -> Path:
+    """A run directory resolves to the checkpoint inside it (`prefer`, else the other kind); with
+    `best`, a run directory (or a file in one) to its `best_model.pt`, which must exist."""
     path = Path(path)
+    if best:
+        run = path if path.is_dir() else path.parent
+        if not (run / BEST_MODEL_NAME).is_file():
+            raise CheckpointError(f"Run '{run}' has no {BEST_MODEL_NAME}: it did not evaluate while training. Train with "
+                                  "--eval-every STEPS (Python: learn(eval_every=...)) to keep the best model, or leave "
+                                  "out --best to use the final one.")
+        return run / BEST_MODEL_NAME
     if path.is_dir():
         for name in (prefer, CHECKPOINT_NAME, MODEL_NAME):
             if (path / name).is_file():

@@ -9,7 +9,7 @@ Every effect happens in a call the learn loop makes, in this order::
         while self.global_step < total_steps and not run.stopped:
             ...                                # collect, advantages, update
             run.log(stats)                     # every log_interval steps
-            run.evaluate()                     # every eval_every steps; stops the run at the target return
+            run.evaluate()                     # every eval_every steps: best_model.pt; stops the run at the target
             run.checkpoint()                   # every checkpoint_interval steps
         self.summary = run.finish()            # checkpoint, model, final evaluation, summary.json
 
@@ -40,12 +40,16 @@ except ImportError:  # pragma: no cover
 from envs.core import VecEnv
 from envs.wrappers import EpisodeStatistics
 from rlcore.allocator import reuse_freed_memory
-from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME
+from rlcore.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, MODEL_NAME
 from rlcore.evaluation import evaluate
 from rlcore.interrupt import GracefulInterrupt
 from rlcore.logger import Logger, ProgressBar, run_name
 from rlcore.nan_guard import NanGuard
 from rlcore.timing import Timing
+
+BEST_RECORD_NAME = "best_model.json"
+RUN_FILES = ("config.json", CHECKPOINT_NAME, MODEL_NAME, BEST_MODEL_NAME, "summary.json")
+LOCK_NAME = ".lock"
 
 
 class RunSettings(Protocol):
@@ -90,9 +94,12 @@ def check_eval_settings(every: int, episodes: int, stop_at_return: float | None)
 
 
 class PeriodicEvaluation:
-    """Deterministic evaluation of one agent every `every` environment steps, the target return
-    that stops the run, and the run's `summary.json`. Its wall time is kept apart, so training
-    times exclude it."""
+    """Deterministic evaluation of one agent every `every` environment steps, the best model so far
+    (`best_model.pt`, as SB3's EvalCallback keeps it), the target return that stops the run, and the
+    run's `summary.json`. Its wall time is kept apart, so training times exclude it.
+
+    The best evaluation's step and mean return are kept in `best_model.json` beside the model, so a
+    resumed run replaces the best model only with a better one."""
 
     def __init__(self, logger: Logger, env_id: str, first_step: int, every: int = 0, episodes: int = 20,
                  stop_at_return: float | None = None, seed: int = 10_000):
@@ -103,6 +110,7 @@ class PeriodicEvaluation:
         self.last_mean: float | None = None
         self.last_step: int | None = None
         self.reached: dict[str, float] = {}
+        self.best: dict[str, float] = read_best_record(logger.run_dir) if every else {}
 
     def due(self, global_step: int) -> bool:
         return self.next_at is not None and global_step >= self.next_at
@@ -115,6 +123,10 @@ class PeriodicEvaluation:
                              num_envs=min(self.episodes, 10))
         self.last_mean, self.last_step = mean, global_step
         self.logger.log(global_step, {"eval/mean_return": mean, "eval/std_return": std})
+        if math.isfinite(mean) and mean > self.best.get("best_mean_return", -math.inf):
+            policy.save(self.logger.run_dir / BEST_MODEL_NAME)
+            self.best = {"best_mean_return": mean, "best_step": global_step}
+            write_json(self.logger.run_dir / BEST_RECORD_NAME, self.best)
         while self.next_at is not None and self.next_at <= global_step:
             self.next_at += self.every
         self.eval_seconds += time.perf_counter() - t0
@@ -123,17 +135,32 @@ class PeriodicEvaluation:
 
     def write_summary(self, global_step: int, wall: float, last_round: dict[str, float] | None) -> dict[str, Any]:
         """`summary.json`: steps, training wall time, the last evaluation's mean return, the threshold
-        figures when the target was reached, and for a text environment the last round's statistics."""
+        figures when the target was reached, the best evaluation's step and mean return, and for a text
+        environment the last round's statistics."""
         summary = {"steps": global_step, "wall_time": wall, "final_mean_return": self.last_mean,
-                   "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached}
+                   "eval_episodes": self.episodes, "stop_at_return": self.stop_at_return, **self.reached, **self.best}
         if last_round:
             summary["last_round"] = last_round
-        (self.logger.run_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+        write_json(self.logger.run_dir / "summary.json", summary)
         return summary
 
 
-RUN_FILES = ("config.json", CHECKPOINT_NAME, MODEL_NAME, "summary.json")
-LOCK_NAME = ".lock"
+def read_best_record(run_dir: Path) -> dict[str, float]:
+    """The best evaluation a run in `run_dir` recorded before (a resume); {} when none or unreadable."""
+    try:
+        record = json.loads((run_dir / BEST_RECORD_NAME).read_text())
+        return record if isinstance(record.get("best_mean_return"), (int, float)) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Valid JSON (NaN and inf become null), written whole or not at all."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(value), indent=2, allow_nan=False))
+    tmp.replace(path)
+
+
 
 
 class RunDirectoryError(ValueError):

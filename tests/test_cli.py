@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from agents import DQN
 from agents.cli import main
 from agents.presets import preset_for
 from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint
+from rlcore.evaluation import evaluate
 
 TRAIN = ["train", "dqn", "CartPole-v1", "--total-steps", "600", "--seed", "1", "--no-progress",
          "--learning-starts", "100", "--buffer-size", "1000", "--hidden-sizes", "32,32", "--double", "true"]
@@ -85,6 +87,22 @@ def test_resume_continues_to_the_new_budget(trained: Path, tmp_path: Path, capsy
     assert load_checkpoint(run_dir / MODEL_NAME)["counters"]["global_step"] == 1000
     assert load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["global_step"] == 1000
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 1000
+
+
+def test_a_run_that_evaluates_keeps_its_best_model_for_eval_and_load(trained: Path, tmp_path: Path, capsys):
+    err = _error(capsys, ["eval", str(trained), "--best"])  # the fixture never evaluated
+    assert f"Run '{trained}' has no best_model.pt" in err and "--eval-every" in err and err.count("\n") == 1
+    run_dir = tmp_path / "run"
+    assert main([*TRAIN, "--run-dir", str(run_dir), "--eval-every", "200", "--eval-episodes", "5"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_step"] in (200, 400, 600) and f"at step {summary['best_step']:,} (best_model.pt)" in \
+        capsys.readouterr().out
+    best = DQN.load(run_dir, best=True)
+    assert best.global_step == summary["best_step"] and DQN.load(run_dir).global_step == 600
+    # The policy that scored best: the same evaluation gives the same mean.
+    assert evaluate(best, "CartPole-v1", episodes=5, seed=10_000, num_envs=5)[0] == summary["best_mean_return"]
+    assert main(["eval", str(run_dir), "--best", "--json", "--episodes", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(run_dir / "best_model.pt")
 
 
 def test_resume_with_another_env_is_refused(trained: Path, capsys):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import envs
-from rlcore.checkpoint import CHECKPOINT_NAME, MODEL_NAME
+from rlcore.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, MODEL_NAME
 from rlcore.interrupt import Terminated
 from rlcore.nan_guard import NanGuard
 from rlcore.run import RunDirectoryError, TrainingRun, json_safe, lock_run_dir
@@ -33,7 +33,7 @@ class Stub:
 
     algo, env_id = "stub", "CartPole-v1"
 
-    def __init__(self, seeds: tuple[int, ...] | None = None, action: int = 0, checkpoint_interval: int = 25):
+    def __init__(self, seeds: tuple[int, ...] | None = None, action: int | str = 0, checkpoint_interval: int = 25):
         self.config = Settings(checkpoint_interval=checkpoint_interval)
         self.seeds, self.action = seeds, action
         self.env = envs.make(self.env_id, num_envs=2, seed=0)
@@ -52,6 +52,8 @@ class Stub:
         return Path(path)
 
     def predict(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        if self.action == "balance":  # push toward the side the pole leans to: far longer episodes
+            return (obs[:, 2] > 0).long()
         return torch.full((obs.shape[0],), self.action, dtype=torch.long)
 
     def make_eval_env(self, env_id: str | None = None, num_envs: int = 1, seed: int | None = None):
@@ -100,7 +102,7 @@ def test_evaluation_stops_the_run_at_the_target_and_records_when(tmp_path: Path)
     train(agent, run, 1_000)
     assert agent.global_step == 20 and agent.summary["steps_to_threshold"] == 20
     assert agent.summary["final_mean_return"] >= 5.0 and agent.summary["wall_time_to_threshold"] > 0
-    assert [s[:2] for s in agent.saved] == [(20, CHECKPOINT_NAME), (20, MODEL_NAME)]
+    assert [s[:2] for s in agent.saved] == [(20, BEST_MODEL_NAME), (20, CHECKPOINT_NAME), (20, MODEL_NAME)]
 
     agent = Stub(checkpoint_interval=0)
     run = TrainingRun(agent, 50, {}, (), run_dir=tmp_path / "b", progress=False, eval_every=20, eval_episodes=2,
@@ -109,6 +111,37 @@ def test_evaluation_stops_the_run_at_the_target_and_records_when(tmp_path: Path)
     assert agent.global_step == 50 and "steps_to_threshold" not in agent.summary
     events = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert events["final_mean_return"] == agent.summary["final_mean_return"]
+
+
+def test_the_best_evaluation_is_kept_as_best_model_and_a_resume_replaces_it_only_with_a_better_one(tmp_path: Path):
+    agent = Stub(checkpoint_interval=0)
+    policies = {20: 0, 40: "balance", 60: 0}  # the policy evaluated at each step: bad, good, bad
+
+    def evaluations(run: TrainingRun, total: int) -> list[tuple[int, str]]:
+        agent.saved.clear()
+        with run.start():
+            agent.run_dir, agent.run_dirs = run.run_dir, run.run_dirs
+            while agent.global_step < total:
+                agent.step(20)
+                agent.action = policies.get(agent.global_step, 0)
+                run.evaluate()
+            agent.summary = run.finish()
+        return [s[:2] for s in agent.saved if s[1] == BEST_MODEL_NAME]
+
+    settings = {"run_dir": tmp_path, "progress": False, "eval_every": 20, "eval_episodes": 2}
+    assert evaluations(TrainingRun(agent, 60, {}, (), **settings), 60) == [(20, BEST_MODEL_NAME), (40, BEST_MODEL_NAME)]
+    best = agent.summary["best_mean_return"]
+    assert agent.summary["best_step"] == 40 and best > agent.summary["final_mean_return"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["best_step"] == 40
+    policies = {80: 0, 100: "balance"}  # resumed in the same directory: a worse one is not kept, an equal one neither
+    assert evaluations(TrainingRun(agent, 100, {}, (), **settings), 100) == []
+    assert agent.summary["best_step"] == 40 and agent.summary["best_mean_return"] == best
+    agent.run_dir, agent.run_dirs = None, []  # a fresh run elsewhere: a best of its own
+    assert evaluations(TrainingRun(agent, 120, {}, (), **{**settings, "run_dir": tmp_path / "b"}), 120) == [
+        (120, BEST_MODEL_NAME)]
+    never = Stub(checkpoint_interval=0)
+    train(never, TrainingRun(never, 20, {}, (), run_dir=tmp_path / "c", progress=False), 20)
+    assert "best_step" not in never.summary and not (tmp_path / "c" / BEST_MODEL_NAME).exists()
 
 
 @pytest.mark.parametrize("signum, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
