@@ -177,7 +177,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", default=None, help=f"comma-separated parts: {', '.join(PARTS)} (default: all "
                                                      "but sps, which joins them with a CUDA --device)")
     bench.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline, not the speed")
-    bench.add_argument("--seeds", type=parse_seeds, default=None, help="our PPO seeds (default 0-4)")
+    bench.add_argument("--returns", action="store_true", help="instead of speed: each preset's final and best return "
+                       "over fresh random seeds beside SB3's zoo recipe (IQM, 95%% CI, fraction at the target)")
+    bench.add_argument("--algo", default=None, help="--returns: only this agent's presets")
+    bench.add_argument("--env", default=None, help="--returns: only this environment's presets")
+    bench.add_argument("--episodes", type=whole(1, 10**6, "number of episodes"), default=50,
+                       help="--returns: fresh episodes that score each model")
+    bench.add_argument("--no-sb3", dest="sb3", action="store_false", help="--returns: ours only")
+    bench.add_argument("--seeds", default=None, help="our PPO seeds (default 0-4); with --returns, how many fresh "
+                       "seeds to draw (default 10) or a seed list to rerun (e.g. 1234,5678)")
     bench.add_argument("--sb3-seeds", type=parse_seeds, default=None, help="SB3's PPO seeds (default 0-2)")
     bench.add_argument("--device", default="cpu", help="device of the env, seeds and sps parts")
     bench.add_argument("--threads", type=int, default=1, help="torch CPU threads, for every library")
@@ -305,6 +313,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise ConfigError(f"--threads {args.threads} is invalid: must be >= 1.")
     torch.set_num_threads(args.threads)
+    if args.returns:
+        return _bench_returns(args)
+    if args.algo or args.env:
+        raise ConfigError("--algo and --env choose presets for --returns; the speed parts take --only.")
+    args.seeds = seeds_flag(args.seeds) if args.seeds is not None else None
     if args.only is None:
         parts = PARTS if torch.device(args.device).type == "cuda" else tuple(p for p in PARTS if p != "sps")
     else:
@@ -314,6 +327,32 @@ def _bench(args: argparse.Namespace) -> int:
     print((Path(results["dir"]) / "results.md").read_text())
     print(f"Written to {results['dir']} (results.md, results.json"
           + (", plot.png)" if results["plot"] != "None" else "; no plot: pip install -e \".[bench]\" for matplotlib)"))
+    return 0
+
+
+def seeds_flag(text: str) -> list[int]:
+    try:
+        return parse_seeds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"--seeds: {exc}") from None
+
+
+def _bench_returns(args: argparse.Namespace) -> int:
+    from agents import returns
+
+    text = args.seeds or "10"
+    seeds: int | list[int] = int(text) if text.lstrip("-").isdigit() else seeds_flag(text)
+    presets = returns.check_request(args.algo, args.env, seeds if isinstance(seeds, int) else len(seeds))
+    if args.sb3:
+        try:
+            import stable_baselines3  # noqa: F401  (the reference must be there before anything runs)
+        except ImportError:
+            raise ConfigError('rl bench --returns trains SB3 beside ours: pip install -e ".[bench]" (or pass --no-sb3)') \
+                from None
+    results = returns.run(presets, seeds, Path(args.out), episodes=args.episodes, sb3=args.sb3, quick=args.quick)
+    print((Path(results["dir"]) / "results.md").read_text())
+    print(f"Written to {results['dir']} (results.md, results.json"
+          + (", returns.png)" if results["plot"] != "None" else "; no plot: pip install -e \".[bench]\" for matplotlib)"))
     return 0
 
 
