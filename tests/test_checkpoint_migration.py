@@ -59,4 +59,6 @@ def test_format1_checkpoints_resume_to_the_parameters_the_writing_version_reache
     assert agent.global_step == EXPECTED[name]["steps"]
     agent.learn(EXPECTED[name]["resumed_steps"], run_dir=tmp_path / "resumed", progress=False)
     network = agent.policy if hasattr(agent, "policy") else agent.q
-    assert checksum(network) == pytest.approx(EXPECTED[name]["resumed_checksum"], rel=1e-9)
+    # Recorded on a 2-core AVX2 EPYC; other CPUs' kernels sum in another order: the GPT-2 run's checksum
+    # moves by about 2e-9 relative on an AVX-512 EPYC. A resume that went wrong moves it by far more.
+    assert checksum(network) == pytest.approx(EXPECTED[name]["resumed_checksum"], rel=1e-7)
