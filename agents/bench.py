@@ -48,15 +48,16 @@ FAST_CARTPOLE_PPO = {"n_epochs": 5, "learning_rate": 3e-3, "gamma": 0.99, "gae_l
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-        cpu += " (AVX-512)" if "avx512f" in flags else " (AVX2)" if "avx2" in flags else ""
-    except (OSError, StopIteration):
-        pass
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        info = []
+    fields = {}
+    for line in info:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's
+    if "model name" in fields:
+        flags = fields.get("flags", "").split()
+        cpu = fields["model name"] + (" (AVX-512)" if "avx512f" in flags else " (AVX2)" if "avx2" in flags else "")
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()}
@@ -109,12 +110,11 @@ def sb3_ppo_cartpole(seed: int, total_steps: int = 100_000) -> dict[str, Any]:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    def linear(start: float):
-        return lambda progress_remaining: progress_remaining * start
+    from agents.returns import GOALS, sb3_kwargs
 
-    model = SB3PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), n_steps=32, batch_size=256,
-                   gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=linear(0.001),
-                   clip_range=linear(0.2), seed=seed, verbose=0)
+    recipe = GOALS["ppo", "CartPole-v1"].sb3
+    model = SB3PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=recipe.n_envs, seed=seed), seed=seed, verbose=0,
+                   **sb3_kwargs(recipe))
     start = time.perf_counter()
     model.learn(total_steps)
     wall = time.perf_counter() - start

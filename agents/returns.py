@@ -16,6 +16,7 @@ in-training evaluations against steps) to `runs/bench/returns-<time>/`.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import random
 import time
@@ -59,7 +60,10 @@ class Goal:
     steps: int
     eval_every: int
     sb3: SB3Recipe | None = None
-    extra: str = field(default="", compare=False)  # the extra a dependency lives in
+    extra: str = field(default="", compare=False)  # the pyproject extra the environment needs, if any
+
+
+EXTRA_MODULES = {"box2d": "Box2D", "mujoco": "mujoco"}  # what each extra installs, as imported
 
 
 _DQN_ZOO_CLASSIC = {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
@@ -115,6 +119,12 @@ def check_request(algo: str | None, env_id: str | None, seeds: int) -> list[tupl
         have = ", ".join(f"{a} {e}" for a, e in GOALS)
         raise ValueError(f"No returns benchmark for {algo or 'any agent'} on {env_id or 'any environment'}: "
                          f"the presets with one are {have}.")
+    missing = sorted({GOALS[key].extra for key in chosen
+                      if GOALS[key].extra and importlib.util.find_spec(EXTRA_MODULES[GOALS[key].extra]) is None})
+    if missing:
+        names = ", ".join(f"{a} {e}" for a, e in chosen if GOALS[a, e].extra in missing)
+        raise ValueError(f"{names} need{'s' if len(names.split(', ')) == 1 else ''} the {' and '.join(missing)} "
+                         f"extra: pip install -e \".[{','.join(missing)}]\" (or choose presets with --algo/--env).")
     return chosen
 
 
@@ -170,19 +180,26 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(e.step, round(e.value, 2)) for e in events.Scalars("eval/mean_return")]
 
 
+def sb3_kwargs(recipe: SB3Recipe) -> dict[str, Any]:
+    """The recipe's keyword arguments as SB3 takes them: `lin_<x>` schedules as functions, activations as classes."""
+    import torch
+
+    kwargs = {k: linear(v[1]) if isinstance(v, tuple) and v[0] == "lin" else v for k, v in recipe.kwargs.items()}
+    if "activation_fn" in kwargs.get("policy_kwargs", {}):
+        kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], "activation_fn": torch.nn.ReLU}
+    return kwargs
+
+
 def train_sb3(recipe: SB3Recipe, env_id: str, eval_every: int, seed: int, run_dir: Path, episodes: int) -> dict[str, Any]:
     """SB3 with the zoo's recipe; EvalCallback keeps the best policy (and its normalisation statistics,
     in memory); both scored on fresh episodes as ours are."""
     import stable_baselines3 as sb3
-    import torch
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
-    kwargs = {k: linear(v[1]) if isinstance(v, tuple) and v[0] == "lin" else v for k, v in recipe.kwargs.items()}
-    if "activation_fn" in kwargs.get("policy_kwargs", {}):
-        kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], "activation_fn": torch.nn.ReLU}
+    kwargs = sb3_kwargs(recipe)
     env = make_vec_env(env_id, n_envs=recipe.n_envs, seed=seed)
     eval_env = make_vec_env(env_id, n_envs=1, seed=10_000 + seed)
     if recipe.normalize:

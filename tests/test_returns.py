@@ -47,6 +47,18 @@ def test_a_request_without_a_preset_or_seeds_is_one_line_naming_the_fix(capsys):
     assert "--algo and --env choose presets for --returns" in capsys.readouterr().err
 
 
+def test_a_preset_whose_environment_is_not_installed_is_refused_before_anything_trains(monkeypatch, capsys):
+    from agents import returns
+
+    monkeypatch.setitem(returns.EXTRA_MODULES, "box2d", "no_such_module_installed")
+    fix = r'pip install -e "\.\[box2d\]"'
+    with pytest.raises(ValueError, match="dqn LunarLander-v3, ppo LunarLander-v3 need the box2d extra: " + fix):
+        check_request(None, "LunarLander-v3", 10)
+    assert main(["bench", "--returns", "--algo", "ppo", "--env", "LunarLander-v3"]) == 2
+    err = capsys.readouterr().err
+    assert "ppo LunarLander-v3 needs the box2d extra" in err and err.count("\n") == 1, err
+
+
 def test_the_benchmark_writes_per_seed_scores_statistics_and_a_plot(tmp_path: Path, capsys):
     pytest.importorskip("stable_baselines3")
     assert main(["bench", "--returns", "--algo", "a2c", "--env", "CartPole-v1", "--seeds", "2", "--quick",

@@ -19,25 +19,11 @@ import torch
 from bench_dqn_classic import ZOO as TABLE  # the zoo's benchmark table (one run each), as ours is judged
 
 from agents.cli import parse_seeds
+from agents.returns import GOALS
 
-# hyperparams/dqn.yml of rl-baselines3-zoo.
-ZOO = {
-    "Acrobot-v1": {"n_timesteps": 100_000,
-                   "kwargs": {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
-                              "gamma": 0.99, "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1,
-                              "exploration_fraction": 0.12, "exploration_final_eps": 0.1,
-                              "policy_kwargs": {"net_arch": [256, 256]}}},
-    "LunarLander-v3": {"n_timesteps": 100_000,  # the zoo's LunarLander-v2 entry (v3 only fixed bugs in the dynamics)
-                       "kwargs": {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
-                                  "gamma": 0.99, "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1,
-                                  "exploration_fraction": 0.12, "exploration_final_eps": 0.1,
-                                  "policy_kwargs": {"net_arch": [256, 256]}}},
-    "MountainCar-v0": {"n_timesteps": 120_000,
-                       "kwargs": {"learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000,
-                                  "learning_starts": 1_000, "gamma": 0.98, "target_update_interval": 600,
-                                  "train_freq": 16, "gradient_steps": 8, "exploration_fraction": 0.2,
-                                  "exploration_final_eps": 0.07, "policy_kwargs": {"net_arch": [256, 256]}}},
-}
+# hyperparams/dqn.yml of rl-baselines3-zoo, as `rl bench --returns` trains it.
+ZOO = {env: {"n_timesteps": goal.sb3.steps, "kwargs": goal.sb3.kwargs}
+       for (algo, env), goal in GOALS.items() if algo == "dqn" and env in TABLE}
 
 
 def main() -> None:

@@ -17,14 +17,12 @@ import time
 
 import torch
 
-# hyperparams/ppo.yml of rl-baselines3-zoo (LunarLander-v2's entry for v3: v3 only fixed bugs in the dynamics).
-ZOO = {
-    "LunarLander-v3": {"n_envs": 16, "n_timesteps": 1_000_000, "normalize": False,
-                       "kwargs": {"n_steps": 1024, "batch_size": 64, "gae_lambda": 0.98, "gamma": 0.999,
-                                  "n_epochs": 4, "ent_coef": 0.01}},
-    "Acrobot-v1": {"n_envs": 16, "n_timesteps": 1_000_000, "normalize": True,
-                   "kwargs": {"n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0}},
-}
+from agents.returns import GOALS
+
+# hyperparams/ppo.yml of rl-baselines3-zoo, as `rl bench --returns` trains it.
+ZOO = {env: {"n_envs": GOALS["ppo", env].sb3.n_envs, "n_timesteps": GOALS["ppo", env].sb3.steps,
+             "normalize": GOALS["ppo", env].sb3.normalize, "kwargs": GOALS["ppo", env].sb3.kwargs}
+       for env in ("LunarLander-v3", "Acrobot-v1")}
 
 
 def main() -> None:
