@@ -80,7 +80,8 @@ class AgentConfig:
         check(self, "checkpoint_interval", self.checkpoint_interval >= 0, ">= 0")
         check(self, "gamma", 0 < self.gamma <= 1, "in (0, 1]")
         check(self, "learning_rate", self.learning_rate > 0, "> 0")
-        check(self, "max_grad_norm", self.max_grad_norm > 0, "> 0")
+        check(self, "max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0, "> 0 (or None where the agent "
+              "allows no clipping)")
         check(self, "hidden_sizes", all(1 <= h <= 65_536 for h in self.hidden_sizes), "widths from 1 to 65,536")
         check(self, "num_envs", self.num_envs <= 2**24, "<= 16,777,216")
         check(self, "seed", 0 <= self.seed < 2**32, "from 0 to 2**32 - 1")
@@ -348,5 +349,19 @@ def check_action_space(algo: str, space: gym.Space, allowed: tuple[type, ...]) -
             f"but the environment has {space}. {hint}")
 
 
-__all__ = ["Agent", "AgentConfig", "check_action_space", "migrate_settings", "obs_to_tensor",
-           "setting_groups"]
+def check_bounded_actions(algo: str, space: gym.spaces.Box) -> None:
+    """Squashed actions are rescaled onto the Box's bounds, so every dimension needs finite ones."""
+    if not space.is_bounded("both"):
+        raise ValueError(f"{algo.upper()} squashes its actions into the Box's bounds, but {space} is unbounded: clip or "
+                         "rescale the actions to finite bounds first (gymnasium.wrappers.ClipAction or RescaleAction).")
+
+
+def check_learning_starts(algo: str, learning_starts: int, total_steps: int) -> None:
+    """An off-policy run that would end before its first update is refused before anything is written."""
+    if learning_starts >= total_steps:
+        raise ValueError(f"{algo.upper()}: learning_starts ({learning_starts:,}) is not below total_steps "
+                         f"({total_steps:,}), so no update would run: lower learning_starts or raise total_steps.")
+
+
+__all__ = ["Agent", "AgentConfig", "check_action_space", "check_bounded_actions", "check_learning_starts",
+           "migrate_settings", "obs_to_tensor", "setting_groups"]

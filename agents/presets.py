@@ -27,6 +27,12 @@ _ATARI_DQN = {
     },
 }
 
+# rl-baselines3-zoo's hyperparams/sac.yml and td3.yml (the LunarLanderContinuous-v2 and MuJoCo -v3 entries for
+# -v3 and -v5: the new versions fixed bugs and changed the simulator bindings, not the tasks).
+_MUJOCO_SAC = {"total_steps": 1_000_000, "hyperparameters": {"learning_starts": 10_000}}
+_MUJOCO_TD3 = {"total_steps": 1_000_000, "hyperparameters": {
+    "learning_starts": 10_000, "action_noise": "normal", "action_noise_std": 0.1, "batch_size": 256}}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "dqn": {
         "CartPole-v1": {
@@ -123,6 +129,37 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "ALE/Pong-v5": _ATARI_PPO,
         "ALE/Breakout-v5": _ATARI_PPO,
+    },
+    "sac": {
+        "Pendulum-v1": {"total_steps": 20_000, "hyperparameters": {"learning_rate": 1e-3}},
+        "MountainCarContinuous-v0": {
+            "total_steps": 50_000,
+            "hyperparameters": {  # zoo, without its gSDE exploration (not implemented here): a fixed alpha of 0.1
+                "learning_rate": 3e-4, "buffer_size": 50_000, "batch_size": 512, "ent_coef": "0.1", "train_freq": 32,
+                "gradient_steps": 32, "gamma": 0.9999, "tau": 0.01, "learning_starts": 0, "hidden_sizes": (64, 64),
+            },
+        },
+        "LunarLanderContinuous-v3": {
+            "total_steps": 500_000,
+            "hyperparameters": {  # zoo: lin_7.3e-4 is a step size annealed linearly to 0
+                "learning_rate": 7.3e-4, "anneal_lr": True, "buffer_size": 1_000_000, "batch_size": 256, "gamma": 0.99,
+                "tau": 0.01, "learning_starts": 10_000, "hidden_sizes": (400, 300),
+            },
+        },
+        "HalfCheetah-v5": _MUJOCO_SAC,
+        "Hopper-v5": _MUJOCO_SAC,
+    },
+    "td3": {
+        "Pendulum-v1": {"total_steps": 20_000, "hyperparameters": {
+            "gamma": 0.98, "buffer_size": 200_000, "learning_starts": 10_000, "action_noise": "normal",
+            "action_noise_std": 0.1, "learning_rate": 1e-3}},
+        "MountainCarContinuous-v0": {"total_steps": 300_000, "hyperparameters": {
+            "action_noise": "ornstein-uhlenbeck", "action_noise_std": 0.5}},
+        "LunarLanderContinuous-v3": {"total_steps": 300_000, "hyperparameters": {
+            "gamma": 0.98, "buffer_size": 200_000, "learning_starts": 10_000, "action_noise": "normal",
+            "action_noise_std": 0.1, "learning_rate": 1e-3}},
+        "HalfCheetah-v5": _MUJOCO_TD3,
+        "Hopper-v5": _MUJOCO_TD3,
     },
 }
 

@@ -70,6 +70,11 @@ _DQN_ZOO_CLASSIC = {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 5
                     "gamma": 0.99, "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1,
                     "exploration_fraction": 0.12, "exploration_final_eps": 0.1, "policy_kwargs": {"net_arch": [256, 256]}}
 
+_TD3_ZOO_CLASSIC = {"gamma": 0.98, "buffer_size": 200_000, "learning_starts": 10_000, "action_noise": ("normal", 0.1),
+                    "train_freq": 1, "gradient_steps": 1, "learning_rate": 1e-3, "policy_kwargs": {"net_arch": [400, 300]}}
+_TD3_ZOO_MUJOCO = {"learning_starts": 10_000, "action_noise": ("normal", 0.1), "train_freq": 1, "gradient_steps": 1,
+                   "learning_rate": 1e-3, "batch_size": 256, "policy_kwargs": {"net_arch": [400, 300]}}
+
 GOALS: dict[tuple[str, str], Goal] = {
     ("dqn", "CartPole-v1"): Goal(475, "475 (solved; the zoo's table gives 500)", 100_000, 5_000, SB3Recipe(
         "DQN", 50_000, {"learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1_000,
@@ -107,6 +112,28 @@ GOALS: dict[tuple[str, str], Goal] = {
     ("a2c", "CartPole-v1"): Goal(500, "the zoo's table", 500_000, 10_000, SB3Recipe(
         "A2C", 500_000, {"ent_coef": 0.0}, n_envs=8)),
     ("reinforce", "CartPole-v1"): Goal(475, "475 (solved; SB3 and the zoo have no REINFORCE)", 500_000, 10_000),
+    ("sac", "Pendulum-v1"): Goal(-157, "the zoo's table", 20_000, 2_000, SB3Recipe("SAC", 20_000, {"learning_rate": 1e-3})),
+    ("sac", "MountainCarContinuous-v0"): Goal(94.7, "the zoo's table (with gSDE)", 50_000, 5_000, SB3Recipe(
+        "SAC", 50_000, {"learning_rate": 3e-4, "buffer_size": 50_000, "batch_size": 512, "ent_coef": 0.1, "train_freq": 32,
+                        "gradient_steps": 32, "gamma": 0.9999, "tau": 0.01, "learning_starts": 0, "use_sde": True,
+                        "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]}})),
+    ("sac", "LunarLanderContinuous-v3"): Goal(260, "the zoo's table (LunarLanderContinuous-v2)", 500_000, 25_000, SB3Recipe(
+        "SAC", 500_000, {"learning_rate": ("lin", 7.3e-4), "buffer_size": 1_000_000, "batch_size": 256, "ent_coef": "auto",
+                         "gamma": 0.99, "tau": 0.01, "train_freq": 1, "gradient_steps": 1, "learning_starts": 10_000,
+                         "policy_kwargs": {"net_arch": [400, 300]}}), extra="box2d"),
+    ("sac", "HalfCheetah-v5"): Goal(9535, "the zoo's table (HalfCheetah-v3)", 1_000_000, 50_000,
+                                    SB3Recipe("SAC", 1_000_000, {"learning_starts": 10_000}), extra="mujoco"),
+    ("sac", "Hopper-v5"): Goal(2326, "the zoo's table (Hopper-v3)", 1_000_000, 50_000,
+                               SB3Recipe("SAC", 1_000_000, {"learning_starts": 10_000}), extra="mujoco"),
+    ("td3", "Pendulum-v1"): Goal(-152, "the zoo's table", 20_000, 2_000, SB3Recipe("TD3", 20_000, _TD3_ZOO_CLASSIC)),
+    ("td3", "MountainCarContinuous-v0"): Goal(93.5, "the zoo's table", 300_000, 10_000, SB3Recipe(
+        "TD3", 300_000, {"action_noise": ("ornstein-uhlenbeck", 0.5)})),
+    ("td3", "LunarLanderContinuous-v3"): Goal(207, "the zoo's table (LunarLanderContinuous-v2)", 300_000, 25_000,
+                                              SB3Recipe("TD3", 300_000, _TD3_ZOO_CLASSIC), extra="box2d"),
+    ("td3", "HalfCheetah-v5"): Goal(9656, "the zoo's table (HalfCheetah-v3)", 1_000_000, 50_000,
+                                    SB3Recipe("TD3", 1_000_000, _TD3_ZOO_MUJOCO), extra="mujoco"),
+    ("td3", "Hopper-v5"): Goal(3606, "the zoo's table (Hopper-v3)", 1_000_000, 50_000,
+                               SB3Recipe("TD3", 1_000_000, _TD3_ZOO_MUJOCO), extra="mujoco"),
 }
 
 
@@ -153,12 +180,14 @@ def summarize(scores: list[float], target: float) -> dict[str, Any]:
 
 
 # ----- one seed of each library ------------------------------------------------------------------
-def train_ours(algo: str, env_id: str, goal: Goal, seed: int, run_dir: Path, episodes: int) -> dict[str, Any]:
-    """Our preset for `goal.steps`; its final and best models scored on gymnasium's environment."""
+def train_ours(algo: str, env_id: str, goal: Goal, seed: int, run_dir: Path, episodes: int,
+               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Our preset (with `overrides` over it) for `goal.steps`; its final and best models scored on gymnasium's
+    environment."""
     from agents import AGENTS
     from rlcore.evaluation import evaluate
 
-    agent = AGENTS[algo](env_id, seed=seed, checkpoint_interval=0)
+    agent = AGENTS[algo](env_id, seed=seed, checkpoint_interval=0, **(overrides or {}))
     agent.learn(goal.steps, run_dir=run_dir, progress=False, eval_every=goal.eval_every,
                 eval_episodes=TRAIN_EVAL_EPISODES)
     row = {"seed": seed, "steps": agent.global_step, "wall_time": round(agent.summary["wall_time"], 1),
@@ -180,13 +209,19 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(e.step, round(e.value, 2)) for e in events.Scalars("eval/mean_return")]
 
 
-def sb3_kwargs(recipe: SB3Recipe) -> dict[str, Any]:
-    """The recipe's keyword arguments as SB3 takes them: `lin_<x>` schedules as functions, activations as classes."""
+def sb3_kwargs(recipe: SB3Recipe, n_actions: int = 1) -> dict[str, Any]:
+    """The recipe's keyword arguments as SB3 takes them: `lin_<x>` schedules as functions, activations as
+    classes, `(kind, std)` action noise as SB3's noise object for `n_actions` dimensions."""
     import torch
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
     kwargs = {k: linear(v[1]) if isinstance(v, tuple) and v[0] == "lin" else v for k, v in recipe.kwargs.items()}
     if "activation_fn" in kwargs.get("policy_kwargs", {}):
         kwargs["policy_kwargs"] = {**kwargs["policy_kwargs"], "activation_fn": torch.nn.ReLU}
+    if "action_noise" in kwargs:
+        kind, std = kwargs["action_noise"]
+        noise = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
+        kwargs["action_noise"] = noise(np.zeros(n_actions), std * np.ones(n_actions))
     return kwargs
 
 
@@ -199,8 +234,8 @@ def train_sb3(recipe: SB3Recipe, env_id: str, eval_every: int, seed: int, run_di
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
-    kwargs = sb3_kwargs(recipe)
     env = make_vec_env(env_id, n_envs=recipe.n_envs, seed=seed)
+    kwargs = sb3_kwargs(recipe, int(np.prod(env.action_space.shape or (1,))))
     eval_env = make_vec_env(env_id, n_envs=1, seed=10_000 + seed)
     if recipe.normalize:
         env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
@@ -247,24 +282,34 @@ def run(presets: list[tuple[str, str]], seeds: int | list[int], out: Path, episo
     seed_list = fresh_seeds(seeds) if isinstance(seeds, int) else list(seeds)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = out / f"returns-{stamp}"
-    root.mkdir(parents=True, exist_ok=False)
+    out.mkdir(parents=True, exist_ok=True)
+    for n in range(2, 1_000):  # two benchmarks started in the same second each get their own directory
+        try:
+            root.mkdir()
+            break
+        except FileExistsError:
+            root = out / f"returns-{stamp}-{n}"
     results: dict[str, Any] = {"time": stamp, "machine": machine(), "seeds": seed_list, "episodes": episodes,
                                "quick": quick, "presets": []}
     for algo, env_id in presets:
         goal = GOALS[(algo, env_id)]
-        if quick:
+        overrides: dict[str, Any] = {}
+        if quick:  # updates start within the shortened budget
+            overrides = {"learning_starts": 256} if "learning_starts" in preset_for(algo, env_id) else {}
             goal = Goal(goal.target, goal.source, 2_048, 1_024,
-                        SB3Recipe(goal.sb3.algo, 1_024, goal.sb3.kwargs, goal.sb3.n_envs, goal.sb3.normalize)
-                        if goal.sb3 else None)
+                        SB3Recipe(goal.sb3.algo, 1_024, {**goal.sb3.kwargs, **({"learning_starts": 256} if
+                                                         "learning_starts" in goal.sb3.kwargs else {})},
+                                  goal.sb3.n_envs, goal.sb3.normalize) if goal.sb3 else None)
         entry: dict[str, Any] = {"algo": algo, "env_id": env_id, "target": goal.target, "source": goal.source,
                                  "steps": goal.steps, "eval_every": goal.eval_every, "preset": preset_for(algo, env_id),
                                  "ours": [], "sb3": [] if (sb3 and goal.sb3) else None}
         if entry["sb3"] is not None:
             entry["sb3_recipe"] = {"algo": goal.sb3.algo, "steps": goal.sb3.steps, "n_envs": goal.sb3.n_envs,
                                    "normalize": goal.sb3.normalize, "kwargs": json_ready(goal.sb3.kwargs)}
+        results["presets"].append(entry)
         for seed in seed_list:
             entry["ours"].append(train_ours(algo, env_id, goal, seed, root / "runs" / f"{algo}_{env_id}" / f"seed{seed}",
-                                            episodes))
+                                            episodes, overrides))
             progress(f"{algo} {env_id} seed {seed}: ours final {entry['ours'][-1]['final']}, "
                      f"best {entry['ours'][-1]['best']}")
             if entry["sb3"] is not None:
@@ -272,12 +317,13 @@ def run(presets: list[tuple[str, str]], seeds: int | list[int], out: Path, episo
                                               root / "runs" / f"sb3_{algo}_{env_id}" / f"seed{seed}", episodes))
                 progress(f"{algo} {env_id} seed {seed}: SB3 final {entry['sb3'][-1]['final']}, "
                          f"best {entry['sb3'][-1]['best']}")
+            # Kept whole after every seed: a benchmark stopped early keeps what it measured.
+            (root / "results.json").write_text(json.dumps(results, indent=2))
         for library in ("ours", "sb3"):
             if entry[library]:
                 entry[f"{library}_stats"] = {model: summarize([r[model] for r in entry[library]], goal.target)
                                              for model in ("final", "best")}
-        results["presets"].append(entry)
-        (root / "results.json").write_text(json.dumps(results, indent=2))  # kept whole after each preset
+        (root / "results.json").write_text(json.dumps(results, indent=2))
     (root / "results.md").write_text(report(results))
     results["plot"] = str(plot(results, root / "returns.png"))
     results["dir"] = str(root)
@@ -289,6 +335,8 @@ def json_ready(value: Any) -> Any:
         return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, tuple) and len(value) == 2 and value[0] == "lin":
         return f"lin_{value[1]}"
+    if isinstance(value, tuple):
+        return list(value)
     return value
 
 

@@ -207,6 +207,12 @@ class TanhDiagGaussian(ActionDistribution):
     def _log_prob_pre_tanh(self, u: Tensor) -> Tensor:
         return self.base.log_prob(u) - _event_sum(_tanh_log_det(u), self.base.event_ndim)
 
+    def rsample_with_log_prob(self) -> tuple[Tensor, Tensor]:
+        """A reparameterised action and its log-probability, taken at the pre-tanh sample (no atanh
+        round trip): what SAC's actor and entropy losses differentiate."""
+        u = self.base.rsample()
+        return torch.tanh(u), self._log_prob_pre_tanh(u)
+
     def log_prob(self, action: Tensor) -> Tensor:
         eps = torch.finfo(action.dtype).eps
         return self._log_prob_pre_tanh(torch.atanh(action.clamp(-1.0 + eps, 1.0 - eps)))

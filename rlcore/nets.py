@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn.modules import module as nn_module  # where nn.Module keeps the global hooks
 
+from rlcore.ensemble import stack_modules
+
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Linear layers with `activation` between them; no activation after the last layer."""
@@ -57,6 +59,21 @@ class FlatMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1).float())
+
+
+class Critics(nn.Module):
+    """`n` independent Q-networks Q_i(obs, action) as one stacked module (`rlcore.ensemble`): one batched
+    pass scores a batch under all of them, so twin critics cost the operations of one."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], n: int = 2):
+        super().__init__()
+        self.n = n
+        self.q = stack_modules([mlp(obs_dim + action_dim, hidden, 1) for _ in range(n)])
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``[n, B]``: every critic's value of each (observation, action) row."""
+        x = torch.cat((obs.flatten(1).float(), action), 1)
+        return self.q(x.repeat(self.n, 1)).view(self.n, -1)
 
 
 def has_hooks(module: nn.Module) -> bool:

@@ -283,7 +283,7 @@ def test_unsupported_action_space_names_space_and_agents():
     expected = r"PPO needs a Discrete or Box or MultiDiscrete action space, but the environment has MultiBinary"
     with pytest.raises(ValueError, match=expected):
         check_action_space("ppo", gym.spaces.MultiBinary(3), (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete))
-    with pytest.raises(ValueError, match=r"Agents that fit: a2c, ppo, reinforce"):
+    with pytest.raises(ValueError, match=r"Agents that fit: a2c, ddpg, ppo, reinforce, sac, td3\."):
         check_action_space("dqn", gym.spaces.Box(-1, 1, (2,)), (gym.spaces.Discrete,))
 
 

@@ -34,8 +34,8 @@ def test_summary_counts_the_seeds_at_the_target_and_takes_the_iqm_with_an_interv
 
 
 def test_a_request_without_a_preset_or_seeds_is_one_line_naming_the_fix(capsys):
-    with pytest.raises(ValueError, match="the presets with one are dqn CartPole-v1, .*reinforce CartPole-v1"):
-        check_request("sac", None, 10)
+    with pytest.raises(ValueError, match="the presets with one are dqn CartPole-v1, .*reinforce CartPole-v1, .*td3 Hopper-v5"):
+        check_request("ddpg", None, 10)
     assert check_request("ppo", "Pendulum-v1", 10) == [("ppo", "Pendulum-v1")]
     for argv, words in [(["--seeds", "0"], "give a number of fresh seeds >= 1"),
                         (["--algo", "dqn", "--env", "Pendulum-v1"], "No returns benchmark for dqn on Pendulum-v1"),
