@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from agents.policy_gradient import OnPolicyConfig, PolicyGradientAgent, compiled_act, make_actor_critic
 from envs.core import VecEnv
+from rlcore.callbacks import Callback
 from rlcore.config import check
 from rlcore.rollout import gae_advantages, make_rollout_buffer, normalize_advantages
 from rlcore.run import TrainingRun
@@ -90,13 +91,14 @@ class A2C(PolicyGradientAgent):
                 "losses/explained_variance": 1 - (returns - values).var() / returns.var().clamp_min(1e-8)}
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
-              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "A2C":
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None,
+              callbacks: Sequence[Callback] = ()) -> "A2C":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it);
         the arguments are those of `PPO.learn`."""
         cfg = self.config
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("rollout", "update"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
-                          stop_at_return=stop_at_return)
+                          stop_at_return=stop_at_return, callbacks=callbacks)
         with run.start():
             self.prepare_run(run)
             while self.global_step < total_steps and not run.stopped:

@@ -30,7 +30,7 @@ from agents.presets import PRESETS, preset_total_steps
 from agents.rlhf import evaluate_text, samples_table
 from envs import BACKENDS, TEXT_ENV_ID
 from rlcore.checkpoint import MODEL_NAME, CheckpointError, load_checkpoint, resolve_checkpoint
-from rlcore.config import ConfigError, field_docs, flat_fields, parts
+from rlcore.config import ConfigError, field_docs, flat_fields, parts, split_settings
 from rlcore.evaluation import evaluate
 from rlcore.interrupt import Terminated
 
@@ -156,6 +156,30 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-episodes", type=whole(1, 10**6, "number of episodes"), default=20)
     train.add_argument("--stop-at-return", type=finite, default=None, metavar="R",
                        help="stop once the evaluation mean reaches R (needs --eval-every)")
+    train.add_argument("--hyperparams", default=None, metavar="FILE",
+                       help="hyperparameters from a JSON or YAML file (rl tune's best_hyperparameters.json); flags win")
+
+    tune = sub.add_parser("tune", help="search hyperparameters with Optuna (results under runs/tune/STUDY/)",
+                          allow_abbrev=False)
+    tune.add_argument("algo", choices=sorted(AGENTS))
+    tune.add_argument("env_id")
+    tune.add_argument("--trials", type=whole(1, 10**6, "number of trials"), default=20)
+    tune.add_argument("--budget", type=whole(1, what="number of steps"), default=None,
+                      help="environment steps per trial (default: the preset's budget)")
+    tune.add_argument("--eval-every", type=whole(1, what="number of steps"), default=None, metavar="STEPS",
+                      help="evaluations per trial feed the pruner; the last one is the trial's value (default budget/5)")
+    tune.add_argument("--eval-episodes", type=whole(1, 10**6, "number of episodes"), default=10)
+    tune.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
+    tune.add_argument("--pruner", choices=("median", "halving", "none"), default="median")
+    tune.add_argument("--study-name", default=None, help="default ALGO_ENV; the same name resumes the study")
+    tune.add_argument("--storage", default=None, metavar="URL",
+                      help="Optuna storage URL (default: SQLite at runs/tune/STUDY/study.db)")
+    tune.add_argument("--n-jobs", type=whole(1, 1024, "number of workers"), default=1,
+                      help="worker processes sharing the study")
+    tune.add_argument("--search-space", default=None, metavar="FILE",
+                      help="JSON or YAML: {name: {low, high, log, int} or {choices: [...]}} over the default space")
+    tune.add_argument("--seed", type=whole(0, 2**32 - 1, "seed"), default=0, help="the sampler's and every trial's seed")
+    tune.add_argument("--out", default="runs/tune")
 
     ev = sub.add_parser("eval", help="evaluate a trained agent deterministically", allow_abbrev=False)
     ev.add_argument("path", help="a run directory or a checkpoint file")
@@ -235,7 +259,14 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise ConfigError(f"--threads {args.threads} is invalid: must be >= 1.")
     torch.set_num_threads(args.threads)
     agent_cls = AGENTS[args.algo]
-    hp = _hyperparameters(setting_groups(agent_cls.config_class, args.env_id), extra)
+    groups = setting_groups(agent_cls.config_class, args.env_id)
+    hp = _hyperparameters(groups, extra)
+    if args.hyperparams:
+        from agents.tune import load_hyperparameters
+
+        from_file = load_hyperparameters(args.hyperparams)
+        split_settings(groups, from_file, f"--hyperparams {args.hyperparams}")  # unknown names: one line, listing the valid
+        hp = {**from_file, **hp}
     if args.seeds is not None:
         if args.algo != "ppo":
             raise ConfigError(f"--seeds trains several seeds at once with ppo; {args.algo} trains one seed per run "
@@ -356,6 +387,23 @@ def _bench_returns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from agents.tune import TuneSettings, tune
+
+    budget = args.budget or preset_total_steps(args.algo, args.env_id)
+    settings = TuneSettings(args.algo, args.env_id, args.trials, budget, args.eval_every or max(budget // 5, 1),
+                            args.eval_episodes, args.sampler, args.pruner, args.study_name, args.storage, args.n_jobs,
+                            args.search_space, args.seed, args.out)
+    best = tune(settings)
+    print(f"Best of {best['trials']} trials ({best['completed']} completed) in {best['wall_time']:.0f} s: trial "
+          f"{best['trial']}, mean return {best['value']:.1f}\n"
+          f"  {json.dumps(best['hyperparameters'])}\n"
+          f"Written to {settings.root} (best_hyperparameters.json, trials.md, trials.csv"
+          + "".join(f", {Path(p).name}" for p in best["plots"]) + ", hparams/ for TensorBoard)\n"
+          f"Train with them: rl train {args.algo} {args.env_id} --hyperparams {settings.root / 'best_hyperparameters.json'}")
+    return 0
+
+
 def _pretrain_lm(args: argparse.Namespace) -> int:
     from agents.tiny_lm import pretrain
 
@@ -428,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "tune":
+            return _tune(args)
         if args.command == "pretrain-lm":
             return _pretrain_lm(args)
         if args.command == "train-reward-model":

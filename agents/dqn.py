@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -26,6 +26,7 @@ from torch import nn
 from agents.base import Agent, AgentConfig, obs_to_tensor
 from envs.core import VecEnv
 from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
+from rlcore.callbacks import Callback
 from rlcore.config import check
 from rlcore.nets import hard_update, is_image_space, make_torso, polyak_update
 from rlcore.run import TrainingRun
@@ -231,7 +232,8 @@ class DQN(Agent):
         return stats
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
-              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "DQN":
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None,
+              callbacks: Sequence[Callback] = ()) -> "DQN":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it).
 
         Writes TensorBoard events, checkpoints and `summary.json` to `run_dir` (default
@@ -241,7 +243,8 @@ class DQN(Agent):
         cfg = self.config
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("act", "env", "learn"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
-                          stop_at_return=stop_at_return, include_buffer=cfg.save_replay_buffer)
+                          stop_at_return=stop_at_return, include_buffer=cfg.save_replay_buffer,
+                          callbacks=callbacks)
         n = self.env.num_envs
         target_every = max(cfg.target_update_interval // n, 1)
         stats: dict[str, torch.Tensor] = {}

@@ -33,6 +33,7 @@ from agents.policy_gradient import OnPolicyConfig, PolicyGradientAgent, acting_s
 from agents.rlhf import apply_kl, make_lm_policy, round_statistics, samples_table, text_advantages
 from envs.core import VecEnv
 from rlcore.async_rollout import AsyncRollout, Round
+from rlcore.callbacks import Callback
 from rlcore.config import ConfigError, check
 from rlcore.cuda_graph import GraphedStep
 from rlcore.ensemble import clip_grad_norm_per_member, member_state_dict, stack_modules, unstack_tensor
@@ -387,20 +388,23 @@ class PPO(PolicyGradientAgent):
                 "charts/learning_rate": self.optimizer.param_groups[0]["lr"], "charts/clip_range": clip_range}
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
-              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "PPO":
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None,
+              callbacks: Sequence[Callback] = ()) -> "PPO":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it).
 
         Writes TensorBoard events, checkpoints and `summary.json` to `run_dir` (default
         `runs/<env>__ppo__<seed>__<time>`). With `eval_every`, evaluates deterministically every
         so many steps, and stops early once the mean over `eval_episodes` reaches `stop_at_return`.
-        With async_rollout, round k + 1 is collected (by the weights before update k) while update k runs.
+        `callbacks` (`rlcore.callbacks.Callback`) are called at the start, after each evaluation (False
+        stops the run) and at the end. With async_rollout, round k + 1 is collected (by the weights
+        before update k) while update k runs.
         """
         if eval_every and self.text:
             raise ValueError("eval_every is not supported for Text-v0: the reward of every round's sampled completions "
                              "is logged as charts/reward_mean instead.")
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("rollout", "update"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
-                          stop_at_return=stop_at_return)
+                          stop_at_return=stop_at_return, callbacks=callbacks)
         rollouts = self.rollouts
         with run.start():
             self.prepare_run(run)

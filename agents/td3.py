@@ -19,7 +19,7 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +30,7 @@ from torch import nn
 from agents.base import Agent, AgentConfig, check_bounded_actions, check_learning_starts, obs_to_tensor
 from envs.core import VecEnv
 from rlcore.buffers import ReplayBatch, ReplayBuffer
+from rlcore.callbacks import Callback
 from rlcore.config import check
 from rlcore.distributions import scale_action
 from rlcore.nets import Critics, mlp, polyak_update
@@ -242,7 +243,8 @@ class TD3(Agent):
         return stats
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
-              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None) -> "TD3":
+              eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None,
+              callbacks: Sequence[Callback] = ()) -> "TD3":
         """Train until `total_steps` environment steps of this run (a resumed agent continues up to it).
 
         Writes TensorBoard events, checkpoints and `summary.json` to `run_dir` (default
@@ -254,7 +256,8 @@ class TD3(Agent):
         check_learning_starts(self.algo, cfg.learning_starts, total_steps)
         run = TrainingRun(self, total_steps, self.hparams(total_steps), ("act", "env", "learn"), run_dir=run_dir,
                           progress=progress, eval_every=eval_every, eval_episodes=eval_episodes,
-                          stop_at_return=stop_at_return, include_buffer=cfg.save_replay_buffer)
+                          stop_at_return=stop_at_return, include_buffer=cfg.save_replay_buffer,
+                          callbacks=callbacks)
         n, space = self.env.num_envs, self.env.single_action_space
         stats: dict[str, torch.Tensor] = {}
         with run.start():

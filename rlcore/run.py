@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover
 from envs.core import VecEnv
 from envs.wrappers import EpisodeStatistics
 from rlcore.allocator import reuse_freed_memory
+from rlcore.callbacks import Callback
 from rlcore.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, MODEL_NAME
 from rlcore.evaluation import evaluate
 from rlcore.interrupt import GracefulInterrupt
@@ -220,7 +221,8 @@ class TrainingRun:
 
     def __init__(self, agent: Trainee, total_steps: int, hparams: dict[str, Any], phases: Sequence[str], *,
                  run_dir: str | Path | None = None, progress: bool = True, eval_every: int = 0,
-                 eval_episodes: int = 20, stop_at_return: float | None = None, include_buffer: bool = False):
+                 eval_episodes: int = 20, stop_at_return: float | None = None, include_buffer: bool = False,
+                 callbacks: Sequence[Callback] = ()):
         # Checked before anything is written, so bad settings leave nothing behind.
         if total_steps < 1:
             raise ValueError(f"total_steps = {total_steps} is invalid: must be >= 1.")
@@ -240,6 +242,8 @@ class TrainingRun:
         self.timing = Timing(*phases)
         self.interrupt = GracefulInterrupt()
         self.target_reached = False
+        self.callbacks = list(callbacks)
+        self.stop_requested = False  # a callback returned False
         self.loggers: list[Logger] = []
         self.evals: list[PeriodicEvaluation] = []
         self.bar: ProgressBar | None = None
@@ -256,8 +260,8 @@ class TrainingRun:
 
     @property
     def stopped(self) -> bool:
-        """Every seed reached the target return, or Ctrl-C asked to stop."""
-        return self.target_reached or self.interrupt.requested
+        """Every seed reached the target return, a callback asked to stop, or Ctrl-C did."""
+        return self.target_reached or self.stop_requested or self.interrupt.requested
 
     def start(self) -> "TrainingRun":
         """Lock the run directories (one process per directory), create them with their TensorBoard
@@ -280,6 +284,8 @@ class TrainingRun:
         self.interrupt.__enter__()
         if agent.device.type == "cpu":
             reuse_freed_memory()
+        for callback in self.callbacks:
+            callback.on_training_start(agent)
         return self
 
     def __enter__(self) -> "TrainingRun":
@@ -329,6 +335,10 @@ class TrainingRun:
         for m, e in enumerate(self.evals):
             e.run(self.agent.member(m), step, train_time)
         self.target_reached = all(e.reached for e in self.evals) and self.evals[0].stop_at_return is not None
+        mean = sum(e.last_mean for e in self.evals) / len(self.evals)
+        for callback in self.callbacks:
+            if callback.on_evaluation(self.agent, step, mean) is False:
+                self.stop_requested = True
 
     def checkpoint(self) -> None:
         """Every `checkpoint_interval` steps: `save_checkpoint`."""
@@ -370,7 +380,10 @@ class TrainingRun:
             if e.every and e.last_step != agent.global_step:
                 e.run(agent.member(m), agent.global_step, wall)
             summaries.append(e.write_summary(agent.global_step, wall, rounds))
-        return summaries[0] if self.members == 1 else summaries
+        summary = summaries[0] if self.members == 1 else summaries
+        for callback in self.callbacks:
+            callback.on_training_end(agent, summary)
+        return summary
 
     def close(self) -> None:
         """Flush and close the loggers and the progress bar, give Ctrl-C and SIGTERM back, release the
