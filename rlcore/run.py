@@ -8,7 +8,7 @@ Every effect happens in a call the learn loop makes, in this order::
         self.prepare_run(run)                  # the agent takes the target and directories; first reset
         while self.global_step < total_steps and not run.stopped:
             ...                                # collect, advantages, update
-            run.log(stats)                     # every log_interval steps
+            run.log(stats)                     # callbacks' on_step; every log_interval steps: TensorBoard
             run.evaluate()                     # every eval_every steps: best_model.pt; stops the run at the target
             run.checkpoint()                   # every checkpoint_interval steps
         self.summary = run.finish()            # checkpoint, model, final evaluation, summary.json
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover
 from envs.core import VecEnv
 from envs.wrappers import EpisodeStatistics
 from rlcore.allocator import reuse_freed_memory
-from rlcore.callbacks import Callback
+from rlcore.callbacks import Callback, CallbackError
 from rlcore.checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, MODEL_NAME
 from rlcore.evaluation import evaluate
 from rlcore.interrupt import GracefulInterrupt
@@ -284,8 +284,7 @@ class TrainingRun:
         self.interrupt.__enter__()
         if agent.device.type == "cpu":
             reuse_freed_memory()
-        for callback in self.callbacks:
-            callback.on_training_start(agent)
+        self.call("on_training_start", agent)
         return self
 
     def __enter__(self) -> "TrainingRun":
@@ -298,12 +297,29 @@ class TrainingRun:
         """Wall time spent training: evaluations (of every seed) excluded."""
         return time.perf_counter() - self.started - sum(e.eval_seconds for e in self.evals)
 
+    def call(self, hook: str, *args: Any) -> None:
+        """Every callback's `hook`; False from one stops the run. One that raises: the checkpoint is saved
+        and a `CallbackError` names the callback."""
+        for callback in self.callbacks:
+            try:
+                result = getattr(callback, hook)(*args)
+            except Exception as exc:
+                path = self.save_checkpoint() if hook != "on_training_end" else self.checkpoint_path
+                raise CallbackError(f"Callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: {exc}. "
+                                    f"Training stopped; the checkpoint is {path} (resume with --resume "
+                                    f"{self.run_dir}).") from exc
+            if result is False:
+                self.stop_requested = True
+
     # ----- during the loop ---------------------------------------------------------------------
     def log(self, scalars: dict[str, Any], texts: dict[str, str] | None = None) -> bool:
-        """Every `log_interval` steps (and at the last): the NaN check, `scalars` (a `[members]` tensor is
-        split among the seeds), episode returns and lengths, where the time went, steps per second,
-        `texts` (TensorBoard's text tab), the progress bar. True when it logged."""
+        """After every pass of the learn loop: the callbacks' `on_step`. Every `log_interval` steps (and at
+        the last): the NaN check, `scalars` (a `[members]` tensor is split among the seeds), episode
+        returns and lengths, where the time went, steps per second, `texts` (TensorBoard's text tab),
+        the progress bar. True when it logged."""
         step = self.agent.global_step
+        if self.callbacks:
+            self.call("on_step", self.agent, step)
         if step < self.next_log and step < self.total_steps:
             return False
         while self.next_log <= step:
@@ -335,10 +351,7 @@ class TrainingRun:
         for m, e in enumerate(self.evals):
             e.run(self.agent.member(m), step, train_time)
         self.target_reached = all(e.reached for e in self.evals) and self.evals[0].stop_at_return is not None
-        mean = sum(e.last_mean for e in self.evals) / len(self.evals)
-        for callback in self.callbacks:
-            if callback.on_evaluation(self.agent, step, mean) is False:
-                self.stop_requested = True
+        self.call("on_evaluation", self.agent, step, sum(e.last_mean for e in self.evals) / len(self.evals))
 
     def checkpoint(self) -> None:
         """Every `checkpoint_interval` steps: `save_checkpoint`."""
@@ -381,8 +394,7 @@ class TrainingRun:
                 e.run(agent.member(m), agent.global_step, wall)
             summaries.append(e.write_summary(agent.global_step, wall, rounds))
         summary = summaries[0] if self.members == 1 else summaries
-        for callback in self.callbacks:
-            callback.on_training_end(agent, summary)
+        self.call("on_training_end", agent, summary)
         return summary
 
     def close(self) -> None:

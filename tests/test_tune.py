@@ -1,4 +1,4 @@
-"""agents/tune.py: `rl tune` on Optuna, the callbacks it steers runs with, `rl train --hyperparams`, bad input."""
+"""agents/tune.py: `rl tune` on Optuna, `rl train --hyperparams`, bad input."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import PPO
 from agents.cli import main
-from rlcore.callbacks import Callback
 
 optuna = pytest.importorskip("optuna")
 
@@ -54,26 +52,6 @@ def test_a_study_writes_its_results_resumes_and_its_best_trains(tmp_path: Path, 
 def test_workers_share_the_study(tmp_path: Path, capsys):
     assert main(["tune", "a2c", "CartPole-v1", "--trials", "2", "--n-jobs", "2", *QUICK, "--out", str(tmp_path)]) == 0
     assert len(_study(tmp_path, "a2c_CartPole-v1").trials) == 2
-
-
-def test_a_callback_that_returns_false_stops_the_run(tmp_path: Path):
-    class StopAtFirstEvaluation(Callback):
-        calls: list[str] = []
-
-        def on_training_start(self, agent):
-            self.calls.append("start")
-
-        def on_evaluation(self, agent, step, mean_return):
-            self.calls.append(f"eval {step}")
-            return False
-
-        def on_training_end(self, agent, summary):
-            self.calls.append("end")
-
-    agent = PPO("CartPole-v1", seed=0, checkpoint_interval=0)
-    agent.learn(20_000, run_dir=tmp_path, progress=False, eval_every=2_048, eval_episodes=2,
-                callbacks=[StopAtFirstEvaluation()])
-    assert agent.global_step == 2_048 and StopAtFirstEvaluation.calls == ["start", "eval 2048", "end"]
 
 
 def test_bad_search_spaces_and_storages_are_one_line_errors(tmp_path: Path, capsys):
