@@ -30,12 +30,14 @@ from envs.atari import is_atari, make_atari, register_ale
 from envs.classic import TORCH_ENVS, TorchVecEnv
 from envs.core import VecEnv, VecEnvWrapper
 from envs.gym_adapter import GymVecEnv
+from envs.interop import GymnasiumVectorEnv, register_with_gymnasium, to_sb3
 from envs.wrappers import ClipReward, EpisodeStatistics, ObservationNormalization, RewardNormalization
 
 __all__ = [
     "ClipReward",
     "EpisodeStatistics",
     "GymVecEnv",
+    "GymnasiumVectorEnv",
     "ObservationNormalization",
     "RewardNormalization",
     "TEXT_ENV_ID",
@@ -45,7 +47,10 @@ __all__ = [
     "VecEnvWrapper",
     "list_envs",
     "make",
+    "to_sb3",
 ]
+
+register_with_gymnasium()  # gym.make_vec("rlcore/CartPole-v1", num_envs=N, vectorization_mode="vector_entry_point")
 
 BACKENDS = ("auto", "torch", "gymnasium")
 # Text generation as an environment (envs.text): prompts in, one token per action, reward at the end.
