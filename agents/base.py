@@ -231,11 +231,13 @@ class Agent:
             env = RewardNormalization(env, gamma=cfg.gamma)
         return ClipReward(env) if cfg.clip_reward else env
 
-    def make_eval_env(self, env_id: str | None = None, num_envs: int = 1, seed: int | None = None) -> VecEnv:
-        """Built like the training environment, without reward clipping, with observation statistics copied and frozen."""
+    def make_eval_env(self, env_id: str | None = None, num_envs: int = 1, seed: int | None = None,
+                      **env_kwargs: Any) -> VecEnv:
+        """Built like the training environment, without reward clipping, with observation statistics copied and
+        frozen; `env_kwargs` go to `envs.make` (e.g. `render_mode`)."""
         cfg = self.config
         env = envs.make(env_id or self.env_id, num_envs=num_envs, seed=seed, device=cfg.device,
-                        normalize_obs=cfg.normalize_obs, backend=cfg.backend)
+                        normalize_obs=cfg.normalize_obs, backend=cfg.backend, **env_kwargs)
         source, target = self.env.find(ObservationNormalization), env.find(ObservationNormalization)
         if source is not None and target is not None:
             # Only the statistics: the wrapper's full state_dict also carries the training copies' own state.

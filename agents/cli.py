@@ -156,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-episodes", type=whole(1, 10**6, "number of episodes"), default=20)
     train.add_argument("--stop-at-return", type=finite, default=None, metavar="R",
                        help="stop once the evaluation mean reaches R (needs --eval-every)")
+    train.add_argument("--capture-video", action="store_true",
+                       help="at each evaluation (--eval-every), one greedy episode as RUN_DIR/videos/step_<n>-0.mp4")
     train.add_argument("--hyperparams", default=None, metavar="FILE",
                        help="hyperparameters from a JSON or YAML file (rl tune's best_hyperparameters.json); flags win")
 
@@ -192,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
                     "kept with --eval-every) instead of the final model")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--video", default=None, metavar="DIR", help="also write evaluation episodes as mp4 files to DIR")
+    ev.add_argument("--video-episodes", type=whole(1, 10**4, "number of episodes"), default=1,
+                    help="how many episodes --video records (default 1)")
     ev.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     sub.add_parser("list", help="agents, their hyperparameters, environments with presets")
@@ -292,8 +297,18 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         agent = agent_cls(args.env_id, **hp)
         total = args.total_steps if args.total_steps is not None else preset_total_steps(args.algo, args.env_id)
         run_dir = args.run_dir
+    callbacks = []
+    if args.capture_video:
+        from envs.render import can_render
+        from rlcore.callbacks import CaptureVideo
+
+        if not args.eval_every:
+            raise ConfigError("--capture-video records an episode at each evaluation: give --eval-every STEPS too.")
+        if not can_render(args.env_id):
+            raise ConfigError(f"--capture-video: {args.env_id} cannot render rgb_array frames; leave the flag out.")
+        callbacks.append(CaptureVideo())
     agent.learn(total, run_dir=run_dir, progress=args.progress, eval_every=args.eval_every,
-                eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
+                eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return, callbacks=callbacks)
     summaries = agent.summary if isinstance(agent.summary, list) else [agent.summary]
     run_dirs = agent.run_dirs
     for summary, run_dir in zip(summaries, run_dirs):
@@ -323,6 +338,12 @@ def _eval(args: argparse.Namespace) -> int:
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
     agent = AGENTS[algo].from_checkpoint(payload, path, trust=args.trust_checkpoint, **overrides)
+    if args.video:
+        from envs.render import can_render
+
+        if agent.env_id == TEXT_ENV_ID or not can_render(agent.env_id):
+            raise ConfigError(f"--video: {agent.env_id} cannot render rgb_array frames (a Text-v0 run's samples are "
+                              "printed instead); leave --video out.")
     if agent.env_id == TEXT_ENV_ID:  # the reward of sampled completions (there is no greedy episode to replay)
         mean, std, samples = evaluate_text(agent, episodes=args.episodes, seed=args.seed)
         result = {"mean_reward": mean, "std_reward": std, "completions": args.episodes, "env_id": agent.env_id,
@@ -337,6 +358,13 @@ def _eval(args: argparse.Namespace) -> int:
               "algo": algo, "checkpoint": str(path), "deterministic": not args.stochastic, "seed": args.seed}
     print(json.dumps(result) if args.json else
           f"{algo} on {agent.env_id}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} episodes ({path})")
+    if args.video:
+        from envs.render import record_episodes
+
+        videos = record_episodes(lambda **kw: agent.make_eval_env(num_envs=1, seed=args.seed, **kw),
+                                 lambda obs: agent.predict(obs, deterministic=not args.stochastic), agent.env_id,
+                                 args.video, episodes=args.video_episodes, seed=args.seed)
+        print(f"Videos: {', '.join(map(str, videos))}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

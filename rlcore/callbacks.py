@@ -7,7 +7,8 @@ ends as a finished run does (checkpoint, model, summary). A hook that raises sto
 training checkpoint is saved first and the error names the callback (`CallbackError`).
 
 Built-ins for what SB3 users reach for: `CheckpointEvery` (every N steps, keeping the last K),
-`StopAtReturn` (a reward threshold) and `StopWhenNoImprovement` (patience over evaluations). Periodic
+`StopAtReturn` (a reward threshold), `StopWhenNoImprovement` (patience over evaluations) and
+`CaptureVideo` (an evaluation episode as mp4 at each evaluation). Periodic
 evaluation with best-model saving is the run's own (`eval_every`), and these hooks see its results.
 """
 
@@ -90,3 +91,17 @@ class StopWhenNoImprovement(Callback):
         else:
             self.since_best += 1
         return not (self.evaluations > self.min_evaluations and self.since_best >= self.patience)
+
+
+class CaptureVideo(Callback):
+    """At each evaluation, one greedy episode as `<run_dir>/videos/step_<n>-0.mp4` (`envs.render`)."""
+
+    def __init__(self, fps: int = 30):
+        self.fps = fps
+
+    def on_evaluation(self, agent: Any, step: int, mean_return: float) -> None:
+        from envs.render import record_episodes
+
+        record_episodes(lambda **kw: agent.member(0).make_eval_env(num_envs=1, seed=20_000 + step, **kw),
+                        lambda obs: agent.member(0).predict(obs, deterministic=True), agent.env_id,
+                        Path(agent.run_dirs[0]) / "videos", prefix=f"step_{step}", fps=self.fps)
