@@ -25,10 +25,10 @@ from torch import nn
 
 from agents.base import Agent, AgentConfig, obs_to_tensor
 from envs.core import VecEnv
-from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
+from rlcore.buffers import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer, split_batch
 from rlcore.callbacks import Callback
 from rlcore.config import check
-from rlcore.nets import hard_update, is_image_space, make_torso, polyak_update
+from rlcore.nets import hard_update, is_image_space, make_torso, optimizer_step, polyak_update
 from rlcore.run import TrainingRun
 from rlcore.schedules import linear_schedule
 
@@ -197,10 +197,7 @@ class DQN(Agent):
 
     def _update(self, batch: ReplayBatch, next_q_target: torch.Tensor) -> dict[str, torch.Tensor]:
         loss, stats = self._loss(batch, next_q_target)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm, foreach=True)
-        self.optimizer.step()
+        optimizer_step(self.optimizer, loss, self.q, self.config.max_grad_norm)
         self.num_updates += 1
         self.nan_guard.record(loss, self.global_step)
         return stats
@@ -226,9 +223,8 @@ class DQN(Agent):
         burst = self.buffer.sample(cfg.batch_size * cfg.gradient_steps)
         with torch.no_grad():
             next_q_target = self.q_target(burst.next_obs)
-        for k in range(cfg.gradient_steps):
-            part = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-            stats = self._update(ReplayBatch(*(field[part] for field in burst)), next_q_target[part])
+        for batch, next_q in zip(split_batch(burst, cfg.batch_size), next_q_target.split(cfg.batch_size)):
+            stats = self._update(batch, next_q)
         return stats
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,

@@ -33,11 +33,11 @@ from torch import nn
 
 from agents.base import Agent, AgentConfig, check_bounded_actions, check_learning_starts, obs_to_tensor
 from envs.core import VecEnv
-from rlcore.buffers import ReplayBatch, ReplayBuffer
+from rlcore.buffers import ReplayBatch, ReplayBuffer, split_batch
 from rlcore.callbacks import Callback
 from rlcore.config import ConfigError, check
 from rlcore.distributions import TanhDiagGaussian, scale_action
-from rlcore.nets import Critics, mlp, polyak_update
+from rlcore.nets import Critics, mlp, optimizer_step, polyak_update
 from rlcore.run import TrainingRun
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the actor's log std is clamped here (as in the paper's code and SB3)
@@ -206,13 +206,6 @@ class SAC(Agent):
         q = self.critic(batch.obs, batch.actions.flatten(1))
         return F.mse_loss(q, target.expand_as(q), reduction="none").mean(dim=1), q.detach()
 
-    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm, foreach=True)
-        optimizer.step()
-
     def _update(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
         actions, log_prob = self.actor(batch.obs).rsample_with_log_prob()
@@ -223,18 +216,18 @@ class SAC(Agent):
         stats = {}
         if self.alpha.log_alpha.requires_grad:
             alpha_loss = -(self.alpha.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self._step(self.alpha_optimizer, alpha_loss, self.alpha)
+            optimizer_step(self.alpha_optimizer, alpha_loss, self.alpha, cfg.max_grad_norm)
             stats["losses/alpha"] = alpha_loss.detach()
 
         qf_losses, q = self._critic_losses(batch, alpha, next_actions.flatten(1), next_log_prob)
         critic_loss = 0.5 * qf_losses.sum()
-        self._step(self.critic_optimizer, critic_loss, self.critic)
+        optimizer_step(self.critic_optimizer, critic_loss, self.critic, cfg.max_grad_norm)
 
         # The actor's gradient flows through the critics to the actions only: their weights' gradients
         # would be discarded, so they are not computed (a third of this backward pass).
         self.critic.requires_grad_(False)
         actor_loss = (alpha * log_prob - self.critic(batch.obs, actions).min(dim=0).values).mean()
-        self._step(self.actor_optimizer, actor_loss, self.actor)
+        optimizer_step(self.actor_optimizer, actor_loss, self.actor, cfg.max_grad_norm)
         self.critic.requires_grad_(True)
 
         self.num_updates += 1
@@ -251,11 +244,9 @@ class SAC(Agent):
         cfg = self.config
         for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
             self.anneal_learning_rate(optimizer)
-        burst = self.buffer.sample(cfg.batch_size * cfg.gradient_steps)
         stats: dict[str, torch.Tensor] = {}
-        for k in range(cfg.gradient_steps):
-            part = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-            stats = self._update(ReplayBatch(*(field[part] for field in burst)))
+        for batch in split_batch(self.buffer.sample(cfg.batch_size * cfg.gradient_steps), cfg.batch_size):
+            stats = self._update(batch)
         return stats
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,

@@ -29,11 +29,11 @@ from torch import nn
 
 from agents.base import Agent, AgentConfig, check_bounded_actions, check_learning_starts, obs_to_tensor
 from envs.core import VecEnv
-from rlcore.buffers import ReplayBatch, ReplayBuffer
+from rlcore.buffers import ReplayBatch, ReplayBuffer, split_batch
 from rlcore.callbacks import Callback
 from rlcore.config import check
 from rlcore.distributions import scale_action
-from rlcore.nets import Critics, mlp, polyak_update
+from rlcore.nets import Critics, mlp, optimizer_step, polyak_update
 from rlcore.run import TrainingRun
 
 NOISE_TYPES = ("normal", "ornstein-uhlenbeck", "none")
@@ -203,25 +203,18 @@ class TD3(Agent):
         q = self.critic(batch.obs, batch.actions.flatten(1))
         return F.mse_loss(q, target.expand_as(q), reduction="none").mean(dim=1), q.detach()
 
-    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm, foreach=True)
-        optimizer.step()
-
     def _update(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
         qf_losses, q = self._critic_losses(batch)
         critic_loss = qf_losses.sum()
-        self._step(self.critic_optimizer, critic_loss, self.critic)
+        optimizer_step(self.critic_optimizer, critic_loss, self.critic, cfg.max_grad_norm)
         self.num_updates += 1
 
         if self.num_updates % cfg.policy_delay == 0:
             # The first critic scores the actor (the paper's choice); only its input gradient is needed.
             self.critic.requires_grad_(False)
             actor_loss = -self.critic(batch.obs, self.actor(batch.obs))[0].mean()
-            self._step(self.actor_optimizer, actor_loss, self.actor)
+            optimizer_step(self.actor_optimizer, actor_loss, self.actor, cfg.max_grad_norm)
             self.critic.requires_grad_(True)
             polyak_update(self.critic_target, self.critic, cfg.tau)
             polyak_update(self.actor_target, self.actor, cfg.tau)
@@ -235,11 +228,9 @@ class TD3(Agent):
         cfg = self.config
         for optimizer in (self.actor_optimizer, self.critic_optimizer):
             self.anneal_learning_rate(optimizer)
-        burst = self.buffer.sample(cfg.batch_size * cfg.gradient_steps)
         stats: dict[str, torch.Tensor] = {}
-        for k in range(cfg.gradient_steps):
-            part = slice(k * cfg.batch_size, (k + 1) * cfg.batch_size)
-            stats = self._update(ReplayBatch(*(field[part] for field in burst)))
+        for batch in split_batch(self.buffer.sample(cfg.batch_size * cfg.gradient_steps), cfg.batch_size):
+            stats = self._update(batch)
         return stats
 
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,

@@ -51,6 +51,12 @@ class ReplayBatch(NamedTuple):
     """[B] long, flat indices ``row * num_envs + env`` to pass back to ``update_priorities``."""
 
 
+def split_batch(batch: ReplayBatch, batch_size: int) -> list[ReplayBatch]:
+    """Consecutive ``batch_size`` slices of one large sample: the batches of several gradient steps drawn at
+    once (uniform replay does not change between them), in fewer, larger gathers."""
+    return [ReplayBatch(*(field[k:k + batch_size] for field in batch)) for k in range(0, len(batch.rewards), batch_size)]
+
+
 def _flat(storage: Tensor) -> Tensor:
     """``[rows, num_envs, ...]`` viewed as ``[rows * num_envs, ...]``, addressed by flat index.
 

@@ -76,6 +76,16 @@ class Critics(nn.Module):
         return self.q(x.repeat(self.n, 1)).view(self.n, -1)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module,
+                   max_grad_norm: float | None = None) -> None:
+    """One step on `loss`: fresh gradients, the global-norm clip of `module`'s when `max_grad_norm` is given."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm, foreach=True)
+    optimizer.step()
+
+
 def has_hooks(module: nn.Module) -> bool:
     """Whether calling `module` would run hooks (its own, its submodules' or global ones): code that
     computes its function without calling it (a fused pass, a replayed CUDA graph) must not then."""
