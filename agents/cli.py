@@ -161,6 +161,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--hyperparams", default=None, metavar="FILE",
                        help="hyperparameters from a JSON or YAML file (rl tune's best_hyperparameters.json); flags win")
 
+    export = sub.add_parser("export", help="a Text-v0 run's model as a Hugging Face directory (from_pretrained)",
+                            allow_abbrev=False)
+    export.add_argument("path", help="a run directory or a checkpoint file")
+    export.add_argument("--out", required=True, help="the directory to write (new, or empty)")
+    export.add_argument("--adapter", action="store_true", help="LoRA runs: the adapter alone, not merged into the weights")
+    export.add_argument("--overwrite", action="store_true", help="write into --out even if it holds files")
+    export.add_argument("--best", action="store_true", help="the run's best_model.pt instead of its final model")
+    export.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+
     tune = sub.add_parser("tune", help="search hyperparameters with Optuna (results under runs/tune/STUDY/)",
                           allow_abbrev=False)
     tune.add_argument("algo", choices=sorted(AGENTS))
@@ -415,6 +424,22 @@ def _bench_returns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    path = resolve_checkpoint(args.path, prefer=MODEL_NAME, best=args.best)
+    payload = load_checkpoint(path, trust=args.trust_checkpoint)
+    if payload.get("env_id") != TEXT_ENV_ID:
+        raise ConfigError(f"rl export: {args.path} is a {payload.get('algo')} run on {payload.get('env_id')}, not a "
+                          f"language-model run ({TEXT_ENV_ID}); its {MODEL_NAME} is already the whole model.")
+    from agents.rlhf import check_export_dir
+
+    check_export_dir(args.out, args.overwrite)  # before the model loads: a refusal costs nothing
+    agent = AGENTS[payload["algo"]].from_checkpoint(payload, path, trust=args.trust_checkpoint)
+    out = agent.export_pretrained(args.out, adapter_only=args.adapter, overwrite=args.overwrite)
+    print(f"Exported {path} to {out} ({'the LoRA adapter' if args.adapter else 'weights'}, tokenizer, generation config)."
+          f"\nLoad: AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     from agents.tune import TuneSettings, tune
 
@@ -506,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "tune":
             return _tune(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "pretrain-lm":
             return _pretrain_lm(args)
         if args.command == "train-reward-model":
@@ -515,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143  # SIGTERM: the agent already saved a checkpoint and printed how to resume
     except KeyboardInterrupt:
         return 130  # the agent already saved a checkpoint and printed how to resume
-    except (ConfigError, CheckpointError, FloatingPointError, ValueError, FileNotFoundError,
+    except (ConfigError, CheckpointError, FloatingPointError, ValueError, FileNotFoundError, FileExistsError,
             gym.error.DependencyNotInstalled) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -387,6 +387,15 @@ class PPO(PolicyGradientAgent):
         return {**{k: v / count for k, v in sums.items()}, "losses/explained_variance": explained_var,
                 "charts/learning_rate": self.optimizer.param_groups[0]["lr"], "charts/clip_range": clip_range}
 
+    def export_pretrained(self, out_dir: str | Path, adapter_only: bool = False, overwrite: bool = False) -> Path:
+        """A Text-v0 run's fine-tuned model as a Hugging Face directory (`agents.rlhf.export_pretrained`)."""
+        if not self.text:
+            raise ValueError(f"export_pretrained: this run trained on {self.env_id}, not a language model (Text-v0); "
+                             "its model.pt is the whole export (PPO.load reads it).")
+        from agents.rlhf import export_pretrained
+
+        return export_pretrained(self.policy, self.policy_config, self.env_config, out_dir, adapter_only, overwrite)
+
     def learn(self, total_steps: int, run_dir: str | Path | None = None, progress: bool = True,
               eval_every: int = 0, eval_episodes: int = 20, stop_at_return: float | None = None,
               callbacks: Sequence[Callback] = ()) -> "PPO":

@@ -136,3 +136,41 @@ def samples_table(samples: dict[str, Any], rows: int = 8) -> str:
     for prompt, completion, reward in list(zip(samples["prompts"], samples["completions"], samples["rewards"]))[:rows]:
         lines.append(f"| {cell(prompt)} | {cell(completion)} | {float(reward):.3f} |")
     return "\n".join(lines)
+
+
+def check_export_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """An export goes to a new or empty directory, or over one only when asked: nothing of the user's is lost."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"--out {out} exists and is not empty: choose a new directory, or pass --overwrite "
+                              "(Python: overwrite=True) to write over it.")
+    return out
+
+
+def export_pretrained(policy: LMActorCritic, policy_config: LMPolicyConfig, env_config: TextEnvConfig,
+                      out_dir: str | Path, adapter_only: bool = False, overwrite: bool = False) -> Path:
+    """The fine-tuned policy as a Hugging Face directory that `AutoModelForCausalLM.from_pretrained` opens:
+    its weights (LoRA merged into them, or with `adapter_only` the adapter alone, for
+    `PeftModel.from_pretrained(base, out_dir)`), the base model's tokenizer, and a generation config with
+    the run's sampling settings. The value head stays behind: it is the trainer's, not the model's."""
+    import copy
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    out = check_export_dir(out_dir, overwrite)
+    if adapter_only and not policy.lora:
+        raise ValueError("--adapter: this run trained every weight (lora_r = 0), so there is no adapter to save "
+                         "alone: export without --adapter.")
+    out.mkdir(parents=True, exist_ok=True)
+    lm = policy.lm
+    if policy.lora and not adapter_only:
+        lm = copy.deepcopy(lm).merge_and_unload()  # the live policy keeps its adapter
+    lm.save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(policy_config.model, local_files_only=True)
+    tokenizer.save_pretrained(out)
+    GenerationConfig(do_sample=True, temperature=policy_config.temperature, top_k=policy_config.top_k or None,
+                     top_p=policy_config.top_p, max_new_tokens=env_config.max_new_tokens,
+                     eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+                     ).save_pretrained(out)
+    return out
