@@ -26,6 +26,7 @@ and scored, in one batched reward call.
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ class TextEnvConfig:
     """The Text-v0 settings a training run records (the tokenizer is the policy's model directory)."""
 
     prompts: str = ""
-    """Prompts: a .txt (one per line) or .jsonl ("prompt" field) file; empty: the model directory's prompts.txt."""
+    """Prompts: a .txt (one per line), .jsonl or .csv file (their prompt_field); empty: the model directory's prompts.txt."""
+    prompt_field: str = "prompt"
+    """The field (.jsonl) or column (.csv) that holds each prompt."""
     reward: str = "vader"
     """Reward: vader, a reward-model directory rm:DIR, module:function, or a weighted sum (2*vader+0.5*rm:DIR)."""
     max_new_tokens: int = 16
@@ -74,7 +77,8 @@ class TextEnvConfig:
 
     def env_kwargs(self) -> dict[str, Any]:
         """`TextGenerationEnv`'s keyword arguments for these settings (prompts and tokenizer resolved by the caller)."""
-        return {"prompts": self.prompts, "reward": self.reward, "max_new_tokens": self.max_new_tokens,
+        return {"prompts": self.prompts, "prompt_field": self.prompt_field, "reward": self.reward,
+                "max_new_tokens": self.max_new_tokens,
                 "group_size": self.group_size, "missing_eos_penalty": self.missing_eos_penalty,
                 "normalize": self.reward_normalization}
 
@@ -92,24 +96,40 @@ def read_jsonl(path: Path, expect: str) -> Iterator[tuple[str, Any]]:
         yield f"{path}:{number}", record
 
 
-def load_prompts(source: Sequence[str] | str | Path) -> list[str]:
-    """Prompts from a list, a ``.txt`` file (one per non-empty line) or a ``.jsonl`` file (a "prompt" field per line)."""
+def _field_of(record: Any, field: str, where: str) -> str:
+    """`record[field]` as a prompt, or an error naming the row and the fields it has."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected an object with a string {field!r} field, got {json.dumps(record)[:80]}")
+    if field not in record:
+        raise ValueError(f"{where}: no field {field!r}; its fields are {', '.join(map(str, record)) or 'none'}: choose "
+                         "one with --prompt-field (Python: prompt_field=...).")
+    if not isinstance(record[field], str):
+        raise ValueError(f"{where}: field {field!r} is {type(record[field]).__name__} {record[field]!r:.60}, not a string")
+    return record[field]
+
+
+PROMPT_FILES = (".txt", ".jsonl", ".csv")
+
+
+def load_prompts(source: Sequence[str] | str | Path, field: str = "prompt") -> list[str]:
+    """Prompts from a list, a ``.txt`` file (one per non-empty line), a ``.jsonl`` file (an object per line) or a
+    ``.csv`` file with a header row; from the last two, the ``field`` of each row."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"prompt file {str(path)!r} does not exist: give a .txt (one prompt per line) "
-                                    "or .jsonl file (one {\"prompt\": ...} object per line), or a list of strings")
-        if path.suffix not in (".txt", ".jsonl"):
-            raise ValueError(f"prompt file {str(path)!r}: expected a .txt or .jsonl file, got {path.suffix!r}")
+            raise FileNotFoundError(f"prompt file {str(path)!r} does not exist: give a .txt (one prompt per line), "
+                                    f".jsonl (one {{\"{field}\": ...}} object per line) or .csv file (a {field!r} "
+                                    "column), or a list of strings")
+        if path.suffix not in PROMPT_FILES:
+            raise ValueError(f"prompt file {str(path)!r}: expected a .txt, .jsonl or .csv file, got {path.suffix!r}")
         if path.suffix == ".txt":
             prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        elif path.suffix == ".jsonl":
+            prompts = [_field_of(record, field, where)
+                       for where, record in read_jsonl(path, f'an object like {{"{field}": "..."}}')]
         else:
-            prompts = []
-            for where, record in read_jsonl(path, 'an object like {"prompt": "..."}'):
-                if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-                    raise ValueError(f'{where}: expected an object with a string "prompt" field, got '
-                                     f"{json.dumps(record)[:80]}")
-                prompts.append(record["prompt"])
+            with path.open(newline="", encoding="utf-8") as f:
+                prompts = [_field_of(row, field, f"{path}:{number}") for number, row in enumerate(csv.DictReader(f), 2)]
         where = f"prompt file {str(path)!r}"
     else:
         prompts = list(source)
@@ -137,7 +157,8 @@ class TextGenerationEnv(VecEnv):
     """N copies of "continue this prompt", one token per step, scored by a reward on the finished text.
 
     Args:
-        prompts: a list of strings, a path to a .txt/.jsonl file (see ``load_prompts``), or a function
+        prompts: a list of strings, a path to a .txt/.jsonl/.csv file (see ``load_prompts``; ``prompt_field``
+            names the field or column of the last two), or a function
             ``fn(n, rng) -> n prompts`` given a seeded ``numpy.random.Generator``. Listed prompts are drawn
             in a seeded shuffled order, every prompt once before any repeats.
         tokenizer: a Hugging Face tokenizer, or a local directory to load one from. It needs an EOS token;
@@ -162,6 +183,7 @@ class TextGenerationEnv(VecEnv):
     env_id = "Text-v0"
 
     def __init__(self, prompts: PromptSource, tokenizer: Any, reward: Any, max_new_tokens: int = 16, num_envs: int = 8,
+                 prompt_field: str = "prompt",
                  group_size: int = 1, max_prompt_tokens: int | None = None, context_length: int | None = None,
                  missing_eos_penalty: float | None = None,
                  token_reward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -206,7 +228,7 @@ class TextGenerationEnv(VecEnv):
             self._prompt_fn, self._texts, self._encoded = prompts, None, None
             longest = CALLABLE_PROMPT_TOKENS
         else:
-            self._prompt_fn, self._texts = None, load_prompts(prompts)
+            self._prompt_fn, self._texts = None, load_prompts(prompts, prompt_field)
             self._encoded = self._encode(self._texts)
             longest = max(len(ids) for ids in self._encoded)
         if max_prompt_tokens is None:

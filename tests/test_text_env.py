@@ -162,7 +162,8 @@ def test_prompt_files_and_their_errors(tmp_path):
     assert load_prompts(jsonl) == ["i loved it", "boring"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"text": "no prompt"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: expected an object with a string \"prompt\" field"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: no field 'prompt'; its fields are text: choose one with "
+                                         r"--prompt-field"):
         load_prompts(bad)
     bad.write_text("{not json\n")
     with pytest.raises(ValueError, match="bad.jsonl:1: not valid JSON"):
@@ -176,6 +177,25 @@ def test_prompt_files_and_their_errors(tmp_path):
         make_env([])
     with pytest.raises(ValueError, match="prompt 1 is int 3, not a string"):
         make_env(["a film", 3])
+
+
+def test_prompts_from_a_field_of_jsonl_or_a_csv_column(tmp_path):
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"question": "the movie was", "id": 1}) + "\n" + json.dumps({"question": "a film"}) + "\n")
+    assert load_prompts(jsonl, field="question") == ["the movie was", "a film"]
+    csv_file = tmp_path / "p.csv"
+    csv_file.write_text('id,text\n1,the movie was\n2,"a film, really"\n')
+    assert load_prompts(csv_file, field="text") == ["the movie was", "a film, really"]
+    assert make_env(str(csv_file), prompt_field="text").reset()[0].shape[0] == 2
+    with pytest.raises(ValueError, match=r"p.csv:2: no field 'prompt'; its fields are id, text: choose one with "
+                                         r"--prompt-field"):
+        load_prompts(csv_file)
+    jsonl.write_text(json.dumps({"question": 3}) + "\n")
+    with pytest.raises(ValueError, match=r"p.jsonl:1: field 'question' is int 3, not a string"):
+        load_prompts(jsonl, field="question")
+    with pytest.raises(ValueError, match=r"expected a .txt, .jsonl or .csv file, got '.parquet'"):
+        (tmp_path / "p.parquet").write_text("x")
+        load_prompts(tmp_path / "p.parquet")
 
 
 def test_prompt_function_gets_a_seeded_generator():
