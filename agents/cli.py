@@ -203,6 +203,8 @@ def _parser() -> argparse.ArgumentParser:
                     "kept with --eval-every) instead of the final model")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of acting greedily")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--samples", default=None, metavar="FILE.jsonl",
+                    help="Text-v0 runs: every sampled completion with its prompt and reward, one JSON object a line")
     ev.add_argument("--video", default=None, metavar="DIR", help="also write evaluation episodes as mp4 files to DIR")
     ev.add_argument("--video-episodes", type=whole(1, 10**4, "number of episodes"), default=1,
                     help="how many episodes --video records (default 1)")
@@ -347,6 +349,8 @@ def _eval(args: argparse.Namespace) -> int:
     if algo not in AGENTS:
         raise CheckpointError(f"Checkpoint '{path}' names agent {algo!r}, which this version does not know.")
     agent = AGENTS[algo].from_checkpoint(payload, path, trust=args.trust_checkpoint, **overrides)
+    if args.samples and agent.env_id != TEXT_ENV_ID:
+        raise ConfigError(f"--samples writes a Text-v0 run's completions; {agent.env_id} has none (try --video).")
     if args.video:
         from envs.render import can_render
 
@@ -361,6 +365,10 @@ def _eval(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else
               f"{algo} on {agent.env_id}: mean reward {mean:.3f} +/- {std:.3f} over {args.episodes} sampled "
               f"completions ({path})\n" + samples_table(samples))
+        if args.samples:
+            rows = [{"prompt": p, "completion": c, "reward": r} for p, c, r in zip(*samples.values())]
+            Path(args.samples).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+            print(f"Samples: {args.samples} ({len(rows)} completions)", file=sys.stderr if args.json else sys.stdout)
         return 0
     mean, std = evaluate(agent, agent.env_id, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     result = {"mean_return": mean, "std_return": std, "episodes": args.episodes, "env_id": agent.env_id,

@@ -96,6 +96,8 @@ def test_export_refuses_what_it_cannot_do_in_one_line(model_dir: Path, tmp_path:
     assert main(["export", str(tmp_path / "dqn"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "not a language-model run (Text-v0)" in err and err.count("\n") == 1
+    assert main(["eval", str(tmp_path / "dqn"), "--samples", str(tmp_path / "s.jsonl")]) == 2
+    assert "--samples writes a Text-v0 run's completions" in capsys.readouterr().err
     _trained(model_dir, tmp_path / "run")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")

@@ -265,3 +265,21 @@ def test_hostile_values_for_every_text_v0_setting_end_in_one_line(model_dir, tmp
             assert code in (0, 2), (name, value, code)
             if code == 2:
                 assert err.count("\n") == 1 and err.startswith("error:") and "Traceback" not in err, (name, value, err)
+
+
+def test_rl_eval_writes_every_sampled_completion_as_jsonl(model_dir, tmp_path, capsys):
+    import json
+
+    from agents.cli import main
+
+    assert main(["train", "ppo", "Text-v0", "--model", str(model_dir), "--reward", "vader", "--total-steps", "96",
+                 "--num-envs", "16", "--n-steps", "6", "--max-new-tokens", "6", "--batch-size", "48",
+                 "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = tmp_path / "samples.jsonl"
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "20", "--seed", "1", "--samples", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 20 and all(set(r) == {"prompt", "completion", "reward"} for r in rows)
+    mean = float(capsys.readouterr().out.split("mean reward ")[1].split(" ")[0])
+    assert abs(sum(r["reward"] for r in rows) / 20 - mean) < 1e-3
+    assert main(["eval", str(tmp_path / "run"), "--samples", str(out), "--video", str(tmp_path / "v")]) == 2
+    assert "cannot render rgb_array" in capsys.readouterr().err
