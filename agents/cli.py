@@ -359,14 +359,13 @@ def _eval(args: argparse.Namespace) -> int:
                               "printed instead); leave --video out.")
     if agent.env_id == TEXT_ENV_ID:  # the reward of sampled completions (there is no greedy episode to replay)
         mean, std, samples = evaluate_text(agent, episodes=args.episodes, seed=args.seed)
+        rows = [{"prompt": p, "completion": c, "reward": r} for p, c, r in zip(*samples.values())]
         result = {"mean_reward": mean, "std_reward": std, "completions": args.episodes, "env_id": agent.env_id,
-                  "algo": algo, "checkpoint": str(path), "seed": args.seed, "samples": [
-                      {"prompt": p, "completion": c, "reward": r} for p, c, r in zip(*samples.values())][:8]}
+                  "algo": algo, "checkpoint": str(path), "seed": args.seed, "samples": rows[:8]}
         print(json.dumps(result) if args.json else
               f"{algo} on {agent.env_id}: mean reward {mean:.3f} +/- {std:.3f} over {args.episodes} sampled "
               f"completions ({path})\n" + samples_table(samples))
         if args.samples:
-            rows = [{"prompt": p, "completion": c, "reward": r} for p, c, r in zip(*samples.values())]
             Path(args.samples).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
             print(f"Samples: {args.samples} ({len(rows)} completions)", file=sys.stderr if args.json else sys.stdout)
         return 0

@@ -149,8 +149,8 @@ def check_request(algo: str | None, env_id: str | None, seeds: int) -> list[tupl
     missing = sorted({GOALS[key].extra for key in chosen
                       if GOALS[key].extra and importlib.util.find_spec(EXTRA_MODULES[GOALS[key].extra]) is None})
     if missing:
-        names = ", ".join(f"{a} {e}" for a, e in chosen if GOALS[a, e].extra in missing)
-        raise ValueError(f"{names} need{'s' if len(names.split(', ')) == 1 else ''} the {' and '.join(missing)} "
+        needing = [f"{a} {e}" for a, e in chosen if GOALS[a, e].extra in missing]
+        raise ValueError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} the {' and '.join(missing)} "
                          f"extra: pip install -e \".[{','.join(missing)}]\" (or choose presets with --algo/--env).")
     return chosen
 

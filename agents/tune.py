@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcore.callbacks import Callback
-from rlcore.config import ConfigError, flat_fields
+from rlcore.config import ConfigError, split_settings
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "none")
@@ -93,11 +93,7 @@ def parse_space(algo: str, raw: dict[str, Any], where: str) -> dict[str, Range |
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a search space maps hyperparameter names to ranges, got {type(raw).__name__}.")
-    valid = sorted(flat_fields(AGENTS[algo].config_class))
-    unknown = [name for name in raw if name not in valid]
-    if unknown:
-        raise ConfigError(f"{where}: unknown hyperparameter {', '.join(map(repr, unknown))} for {algo}. "
-                          f"Valid names: {', '.join(valid)}.")
+    split_settings({"agent": AGENTS[algo].config_class}, raw, where)  # the names every setting path checks
     space: dict[str, Range | Choice] = {}
     for name, entry in raw.items():
         if isinstance(entry, dict) and set(entry) == {"choices"} and isinstance(entry["choices"], list) and entry["choices"]:
@@ -108,7 +104,9 @@ def parse_space(algo: str, raw: dict[str, Any], where: str) -> dict[str, Range |
             raise ConfigError(f"{where}: {name}: give {{\"low\": L, \"high\": H}} (with \"log\": true or \"int\": true "
                               f"if wanted) or {{\"choices\": [...]}} with at least one value, not {entry!r}.")
         r = Range(float(entry["low"]), float(entry["high"]), bool(entry.get("log", False)), bool(entry.get("int", False)))
-        if not (math.isfinite(r.low) and math.isfinite(r.high)) or r.low > r.high:
+        if not (math.isfinite(r.low) and math.isfinite(r.high)):
+            raise ConfigError(f"{where}: {name}: low {entry['low']} and high {entry['high']} must be finite numbers.")
+        if r.low > r.high:
             raise ConfigError(f"{where}: {name}: low {entry['low']} is above high {entry['high']}: nothing can be "
                               "sampled (swap them).")
         if r.log and r.low <= 0:
@@ -232,11 +230,14 @@ def objective(s: TuneSettings, space: dict[str, Range | Choice], trial: Any) -> 
     return float(agent.summary["final_mean_return"])
 
 
-def _optimize(s: TuneSettings, space: dict[str, Range | Choice], trials: int) -> None:
-    """One worker: `trials` more trials of the study (a process of its own under --n-jobs)."""
-    study = open_study(s)
+def _run_trials(study: Any, s: TuneSettings, space: dict[str, Range | Choice], trials: int) -> None:
     # A sampled combination a config refuses (e.g. a batch larger than the rollout) fails that trial only.
     study.optimize(lambda t: objective(s, space, t), n_trials=trials, catch=(ConfigError,))
+
+
+def _worker(s: TuneSettings, space: dict[str, Range | Choice], trials: int) -> None:
+    """One worker process of --n-jobs: `trials` more trials of the study, opened from its storage."""
+    _run_trials(open_study(s), s, space, trials)
 
 
 def tune(s: TuneSettings) -> dict[str, Any]:
@@ -253,13 +254,13 @@ def tune(s: TuneSettings) -> dict[str, Any]:
     study = open_study(s)  # a bad storage fails here, before any worker starts
     started = time.perf_counter()
     if s.n_jobs == 1:
-        _optimize(s, space, s.trials)
+        _run_trials(study, s, space, s.trials)
     else:
         shares = [s.trials // s.n_jobs + (i < s.trials % s.n_jobs) for i in range(s.n_jobs)]
         context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
         with context.Pool(s.n_jobs) as pool:
-            pool.starmap(_optimize, [(s, space, n) for n in shares if n])
-    return write_results(s, open_study(s) if s.n_jobs > 1 else study, time.perf_counter() - started)
+            pool.starmap(_worker, [(s, space, n) for n in shares if n])
+    return write_results(s, study, time.perf_counter() - started)  # the storage holds every worker's trials
 
 
 def write_results(s: TuneSettings, study: Any, wall: float) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs.classic import TORCH_ENVS
 from envs.core import VecEnv
 
 
@@ -63,16 +64,12 @@ class GymnasiumVectorEnv(gym.vector.VectorEnv):
 def make_gymnasium_vector(env_id: str, num_envs: int = 1, device: str = "cpu", seed: int | None = None,
                           **kwargs: Any) -> GymnasiumVectorEnv:
     """The `vector_entry_point` of `rlcore/<id>`: the torch-native `env_id` as a gymnasium VectorEnv."""
-    from envs.classic import TORCH_ENVS
-
     return GymnasiumVectorEnv(TORCH_ENVS[env_id](num_envs=num_envs, device=device, seed=seed, **kwargs))
 
 
 def register_with_gymnasium() -> None:
     """`gym.make_vec("rlcore/CartPole-v1", num_envs=4096, vectorization_mode="vector_entry_point")` and the
     same for every torch-native environment; called when `envs` is imported."""
-    from envs.classic import TORCH_ENVS
-
     for env_id in TORCH_ENVS:
         name = f"rlcore/{env_id}"
         if name not in gym.registry:

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.classic import TorchVecEnv
+from envs.classic import TORCH_ENVS, TorchVecEnv
 from envs.core import VecEnv
 from envs.gym_adapter import GymVecEnv
 
@@ -39,8 +39,7 @@ def frame(env: VecEnv, copy: int = 0) -> np.ndarray:
     inner = env.unwrapped
     if isinstance(inner, TorchVecEnv):
         renderer = _gymnasium_renderer(inner.env_id)
-        state = inner.state_dict()["state"]
-        renderer.unwrapped.state = state[copy].double().cpu().numpy()
+        renderer.unwrapped.state = inner.get_state()[copy].double().cpu().numpy()
         if hasattr(renderer.unwrapped, "last_u"):
             renderer.unwrapped.last_u = None  # Pendulum's torque arrow: not part of the state
         return renderer.render()
@@ -52,8 +51,6 @@ def frame(env: VecEnv, copy: int = 0) -> np.ndarray:
 
 def can_render(env_id: str) -> bool:
     """Whether frames can be had: torch-native, or a gymnasium class whose metadata lists rgb_array."""
-    from envs.classic import TORCH_ENVS
-
     if env_id in TORCH_ENVS:
         return True
     spec = gym.spec(env_id)

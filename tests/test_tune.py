@@ -55,7 +55,9 @@ def test_workers_share_the_study(tmp_path: Path, capsys):
 
 
 def test_bad_search_spaces_and_storages_are_one_line_errors(tmp_path: Path, capsys):
-    cases = [({"learning_rat": {"low": 1e-4, "high": 1e-3}}, "unknown hyperparameter 'learning_rat' for ppo. Valid names:"),
+    cases = [({"learning_rat": {"low": 1e-4, "high": 1e-3}},
+              "Unknown hyperparameter 'learning_rat' (did you mean 'learning_rate'?) for --search-space"),
+             ({"learning_rate": {"low": 1e-4, "high": float("inf")}}, "low 0.0001 and high inf must be finite numbers"),
              ({"learning_rate": {"low": 1e-2, "high": 1e-4}}, "low 0.01 is above high 0.0001"),
              ({"ent_coef": {"low": 0, "high": 0.1, "log": True}}, "a log range must lie above zero"),
              ({"gamma": {"choices": []}}, "or {\"choices\": [...]} with at least one value")]

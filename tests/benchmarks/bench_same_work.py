@@ -68,7 +68,6 @@ def main() -> None:
     results = {"machine": machine(), "time": time.strftime("%Y%m%d-%H%M%S"), "rounds": args.rounds, "algos": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for algo in args.algos.split(","):
-            cmds = commands(algo, 0, Path(tmp))
             rows = []
             for r in range(args.rounds):
                 cmds = commands(algo, r, Path(tmp))
